@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Ensures the test tools are installed, starts a loopback PostgreSQL, runs "$@", cleans up.
+set -euo pipefail
+
+need_pkgs=()
+command -v promtool >/dev/null || need_pkgs+=(prometheus)
+command -v amtool >/dev/null || need_pkgs+=(prometheus-alertmanager)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
+if ((${#need_pkgs[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "test-all: installing ${need_pkgs[*]} with apt" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  else
+    echo "test-all: missing packages: ${need_pkgs[*]} (install them, e.g. sudo apt-get install ${need_pkgs[*]})" >&2
+    exit 2
+  fi
+fi
+# The Debian prometheus packages start daemons on install; the tests run their own.
+for svc in prometheus prometheus-alertmanager prometheus-node-exporter; do
+  (command -v service >/dev/null && service "$svc" stop >/dev/null 2>&1) || true
+done
+
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+pg_dir=$(mktemp -d /tmp/medplat-pg.XXXXXX)
+pg_port=$((20000 + RANDOM % 20000))
+run_pg() {
+  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+if [[ $(id -u) -eq 0 ]]; then chown postgres "$pg_dir"; fi
+run_pg "$pg_bin/initdb" -D "$pg_dir/data" -U medplat --auth=trust -E UTF8 >/dev/null
+run_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
+  -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $pg_dir" start >/dev/null
+cleanup() {
+  run_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$pg_dir"
+}
+trap cleanup EXIT
+
+export MEDPLAT_TEST_PG_URL="postgresql://medplat@127.0.0.1:$pg_port/postgres"
+# Tests that need a real tool fail instead of skipping when this is set.
+export MEDPLAT_REQUIRE_REAL_TOOLS=1
+"$@"
