@@ -35,8 +35,19 @@ fn committed_crds_match_the_generated_ones() {
 #[test]
 fn crd_stream_holds_every_kind_once() {
     let yaml = medplat::cli::crd::render_all_yaml().unwrap();
-    for kind in ["AccessPolicy", "DataSource", "NodeCompliance", "Pipeline", "Platform", "StorageTier"] {
-        assert_eq!(yaml.matches(&format!("kind: {kind}\n")).count(), 1, "{kind}");
+    for kind in [
+        "AccessPolicy",
+        "DataSource",
+        "NodeCompliance",
+        "Pipeline",
+        "Platform",
+        "StorageTier",
+    ] {
+        assert_eq!(
+            yaml.matches(&format!("kind: {kind}\n")).count(),
+            1,
+            "{kind}"
+        );
     }
 }
 
@@ -61,5 +72,8 @@ fn binary_exits_non_zero_on_unwritable_output() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot create output directory"), "{stderr}");
+    assert!(
+        stderr.contains("cannot create output directory"),
+        "{stderr}"
+    );
 }
