@@ -7,4 +7,5 @@
 pub mod api;
 pub mod cli;
 pub mod manifests;
+pub mod node_agent;
 pub mod policy;

@@ -4,6 +4,7 @@
 //! admission webhook and the worker all share.
 
 pub mod grants;
+pub mod hardening;
 pub mod lowering;
 pub mod pipeline;
 pub mod violation;
