@@ -9,3 +9,4 @@ pub mod cli;
 pub mod manifests;
 pub mod node_agent;
 pub mod policy;
+pub mod render;
