@@ -5,6 +5,7 @@
 //! [`worker`] and [`node_agent`] are the data plane and the host scanner.
 
 pub mod api;
+pub mod check;
 pub mod cli;
 pub mod manifests;
 pub mod node_agent;
