@@ -7,6 +7,7 @@
 pub mod api;
 pub mod check;
 pub mod cli;
+pub mod controller;
 pub mod manifests;
 pub mod node_agent;
 pub mod policy;
