@@ -391,3 +391,44 @@ fn terminating_namespace_refuses_new_content() {
         e.message
     );
 }
+
+// https://kubernetes.io/docs/concepts/architecture/garbage-collection/#background-deletion
+// (a cluster-scoped owner with a namespaced dependent, as the docs allow).
+#[test]
+fn background_gc_deletes_dependents_of_cluster_scoped_owner() {
+    let o = setup();
+    let ns = rt(&o, "", "v1", "namespaces");
+    let sec = rt(&o, "", "v1", "secrets");
+    let owner = create(&o, &ns, "", json!({"metadata": {"name": "owner-ns"}})).expect("owner");
+    let uid = owner.object["metadata"]["uid"].clone();
+    create(&o, &sec, "default", json!({"metadata": {"name": "child", "ownerReferences": [{"apiVersion": "v1", "kind": "Namespace", "name": "owner-ns", "uid": uid}]}}))
+        .expect("child");
+    let cm = rt(&o, "", "v1", "configmaps");
+    create(&o, &cm, "default", json!({"metadata": {"name": "orphan", "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "nope", "uid": "missing"}]}}))
+        .expect("dangling");
+    crate::controllers::gc::pass(&o);
+    assert_eq!(
+        o.get(&cm, "default", "orphan")
+            .expect_err("dangling owner → collected")
+            .code,
+        404
+    );
+    assert!(o.get(&sec, "default", "child").is_ok());
+    o.run(&ns, || {
+        o.plan_delete(&ns, "", "owner-ns", &DeleteOptions::default())
+    })
+    .expect("delete");
+    for _ in 0..4 {
+        crate::controllers::gc::pass(&o);
+    }
+    assert_eq!(
+        o.get(&sec, "default", "child").expect_err("collected").code,
+        404
+    );
+    assert_eq!(
+        o.get(&ns, "", "owner-ns")
+            .expect_err("namespace gone once empty")
+            .code,
+        404
+    );
+}

@@ -8,7 +8,7 @@
 
 mod watch;
 
-pub use watch::{EventType, WatchEvent, WatchStart};
+pub use watch::{EventType, TooOld, WatchEvent, WatchFrom, WatchStart};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -103,6 +103,10 @@ struct Inner {
     tables: HashMap<StorageKey, Table>,
     by_uid: HashMap<String, ObjKey>,
     dependents: HashMap<String, BTreeSet<ObjKey>>,
+    /// Objects that carry a deletionTimestamp (waiting on finalizers).
+    deleting: BTreeSet<ObjKey>,
+    /// Uids of deleted objects that still had dependents (work for the garbage collector).
+    gone_owners: Vec<String>,
 }
 
 /// The in-memory store shared by the HTTP layer and the simulated controllers.
@@ -202,6 +206,25 @@ impl Store {
             .get(&(key.namespace.clone(), key.name.clone()))?
             .clone();
         Some((key, obj))
+    }
+
+    /// Objects waiting on finalizers.
+    pub fn deleting(&self) -> Vec<ObjKey> {
+        self.lock().deleting.iter().cloned().collect()
+    }
+
+    /// Takes the uids of deleted owners whose dependents the garbage collector must look at.
+    pub fn take_gone_owners(&self) -> Vec<String> {
+        std::mem::take(&mut self.lock().gone_owners)
+    }
+
+    /// The resourceVersion of the latest change to a storage (0 when never written).
+    pub fn storage_rv(&self, storage: &StorageKey) -> u64 {
+        self.lock()
+            .tables
+            .get(storage)
+            .and_then(|t| t.history.back().map(|e| e.rv))
+            .unwrap_or(0)
     }
 
     /// Keys of objects that name `uid` as an owner.
@@ -379,9 +402,18 @@ impl Store {
         prev: Option<&Value>,
         next: Option<&Arc<Value>>,
     ) {
+        inner.deleting.remove(key);
+        if let Some(n) = next
+            && n.pointer("/metadata/deletionTimestamp").is_some()
+        {
+            inner.deleting.insert(key.clone());
+        }
         if let Some(p) = prev {
             if let Some(uid) = uid_of(p) {
                 inner.by_uid.remove(uid);
+                if next.is_none() && inner.dependents.contains_key(uid) {
+                    inner.gone_owners.push(uid.to_string());
+                }
             }
             for owner in owner_uids(p) {
                 if let Some(set) = inner.dependents.get_mut(&owner) {
@@ -397,6 +429,10 @@ impl Store {
                 inner.by_uid.insert(uid.to_string(), key.clone());
             }
             for owner in owner_uids(n) {
+                // A dependent naming an owner that does not exist is garbage as well.
+                if !inner.by_uid.contains_key(&owner) {
+                    inner.gone_owners.push(owner.clone());
+                }
                 inner
                     .dependents
                     .entry(owner)

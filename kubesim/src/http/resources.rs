@@ -1,0 +1,698 @@
+//! Resource endpoints: get, list, watch, create, update, patch, delete, deletecollection, and
+//! the status, scale, eviction and finalize subresources.
+//!
+//! Reproduces <https://kubernetes.io/docs/reference/using-api/api-concepts/#api-verbs> with
+//! pagination (`#retrieving-large-results-sets-in-chunks`), dry-run (`#dry-run`) and field
+//! validation (`#field-validation`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Response};
+use serde_json::{Value, json};
+
+use super::table::{IncludeObject, table, wants_table};
+use super::watch::{WatchParams, gone_event};
+use super::{Body, Shared, json_response, param, stream_response};
+use crate::convert;
+use crate::error::{ApiError, Subject};
+use crate::objects::{DeleteOptions, Outcome, PatchKind, Plan, WriteOptions, default_manager};
+use crate::registry::ResourceType;
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::store::WatchFrom;
+
+use super::route::ResourcePath;
+
+fn not_found_route() -> ApiError {
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
+}
+
+/// Decodes a JSON or YAML body.
+pub fn decode_body(content_type: &str, bytes: &[u8]) -> Result<Value, ApiError> {
+    if content_type.contains("protobuf") {
+        return Err(ApiError::unsupported_media_type(content_type));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "the request body is empty: an object is required",
+        ));
+    }
+    let yaml = content_type.contains("yaml");
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) => Ok(v),
+        Err(_) if yaml => serde_yaml::from_slice::<Value>(bytes).map_err(|e| {
+            ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}"))
+        }),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "couldn't get version/kind; json parse error: {e}"
+        ))),
+    }
+}
+
+fn write_options(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    query: &[(String, String)],
+) -> Result<WriteOptions, ApiError> {
+    let ua = parts
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let strict = match param(query, "fieldValidation") {
+        None | Some("") | Some("Warn") | Some("Ignore") => false,
+        Some("Strict") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got {other:?}"
+            )));
+        }
+    };
+    let dry_run = match param(query, "dryRun") {
+        None | Some("") => false,
+        Some("All") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unsupported dry run value {other:?}: only \"All\" is supported"
+            )));
+        }
+    };
+    let _ = shared;
+    Ok(WriteOptions {
+        manager: param(query, "fieldManager")
+            .map(str::to_string)
+            .unwrap_or_else(|| default_manager(ua)),
+        dry_run,
+        strict,
+        force: matches!(param(query, "force"), Some("true" | "1")),
+    })
+}
+
+/// Plans, runs admission webhooks, commits; replans when a concurrent write won.
+async fn write(
+    shared: &Arc<Shared>,
+    rt: &ResourceType,
+    sub: Option<&str>,
+    mut plan: impl FnMut() -> Result<Plan, ApiError>,
+) -> Result<Outcome, ApiError> {
+    for _ in 0..16 {
+        let p = plan()?;
+        if let Plan::Write { .. } = &p {
+            shared.webhooks.admit(shared, rt, sub, &p).await?;
+        }
+        match shared.objects.commit(rt, p) {
+            Ok(o) => return Ok(o),
+            Err(crate::objects::CommitFailure::Retry) => continue,
+            Err(crate::objects::CommitFailure::Api(e)) => return Err(e),
+        }
+    }
+    Err(ApiError::internal(
+        "too many concurrent writes to one object",
+    ))
+}
+
+fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - {:?}", w)) {
+            r.headers_mut().append(http::header::WARNING, v);
+        }
+    }
+    r
+}
+
+/// Handles a resource URL.
+pub async fn handle(
+    shared: &Arc<Shared>,
+    parts: &http::request::Parts,
+    body: Bytes,
+    rp: &ResourcePath,
+    query: &[(String, String)],
+    accept: &str,
+) -> Result<Response<Body>, ApiError> {
+    let reg = shared.objects.store().registry();
+    let rt = reg
+        .get(&rp.group, &rp.version, &rp.resource)
+        .ok_or_else(not_found_route)?;
+    let srt = if convert::is_identity(&rt) {
+        rt.clone()
+    } else {
+        reg.by_storage(&rt.storage).ok_or_else(not_found_route)?
+    };
+    if !rt.namespaced && rp.namespace.is_some() {
+        return Err(not_found_route());
+    }
+    let ns = rp.namespace.clone().unwrap_or_default();
+    let content_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    let watching = rp.legacy_watch || matches!(param(query, "watch"), Some("true" | "1"));
+    let as_table = wants_table(accept);
+    let include = match param(query, "includeObject") {
+        Some("None") => IncludeObject::None,
+        Some("Object") => IncludeObject::Object,
+        _ => IncludeObject::Metadata,
+    };
+    let sub = rp.subresource.as_deref();
+    match sub {
+        None => {}
+        Some("status") if rt.status_subresource => {}
+        Some("scale") if rt.scale_subresource => {
+            return scale(
+                shared,
+                parts,
+                &body,
+                &srt,
+                &rt,
+                &ns,
+                rp,
+                query,
+                &content_type,
+            )
+            .await;
+        }
+        Some("eviction")
+            if rt.group.is_empty() && rt.plural == "pods" && parts.method == Method::POST =>
+        {
+            let name = rp.name.clone().unwrap_or_default();
+            return super::admin::evict(shared, &srt, &ns, &name, &body);
+        }
+        Some("finalize")
+            if rt.group.is_empty() && rt.plural == "namespaces" && parts.method == Method::PUT =>
+        {
+            let name = rp.name.clone().unwrap_or_default();
+            let sent = decode_body(&content_type, &body)?;
+            let fins = sent
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(json!([]));
+            let opts = write_options(shared, parts, query)?;
+            let patch = json!({"spec": {"finalizers": fins}});
+            let out = write(shared, &srt, None, || {
+                shared
+                    .objects
+                    .plan_patch(&srt, "", &name, PatchKind::Merge, &patch, None, &opts)
+            })
+            .await?;
+            return Ok(json_response(200, &convert::to_served(&rt, &out.object)));
+        }
+        Some(_) => return Err(not_found_route()),
+    }
+    let name = rp.name.clone();
+    match (&parts.method, name) {
+        (&Method::GET, Some(name)) if !watching => {
+            let obj = shared
+                .objects
+                .get(&srt, &ns, &name)
+                .map_err(|e| rename_subject(e, &rt, &name))?;
+            let served = convert::to_served(&rt, &obj);
+            if as_table {
+                let rv = served
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                return Ok(json_response(
+                    200,
+                    &table(&rt, &[served], &rv, None, include),
+                ));
+            }
+            Ok(json_response(200, &served))
+        }
+        (&Method::GET, name) => {
+            let namespace = (rt.namespaced && !ns.is_empty()).then(|| ns.clone());
+            let labels = LabelSelector::parse(param(query, "labelSelector").unwrap_or_default())
+                .map_err(|e| ApiError::bad_request(e.0))?;
+            let mut field_str = param(query, "fieldSelector")
+                .unwrap_or_default()
+                .to_string();
+            if let Some(n) = &name {
+                if !field_str.is_empty() {
+                    field_str.push(',');
+                }
+                field_str.push_str(&format!("metadata.name={n}"));
+            }
+            let fields = FieldSelector::parse(&field_str, &rt.group, &rt.plural)
+                .map_err(|e| ApiError::bad_request(e.0))?;
+            if watching {
+                watch(
+                    shared,
+                    &rt,
+                    namespace,
+                    labels,
+                    fields,
+                    query,
+                    as_table.then_some(include),
+                )
+            } else {
+                list(
+                    shared,
+                    &rt,
+                    namespace.as_deref(),
+                    &labels,
+                    &fields,
+                    query,
+                    as_table,
+                    include,
+                )
+            }
+        }
+        (&Method::POST, None) => {
+            if rt.namespaced && ns.is_empty() {
+                return Err(not_found_route());
+            }
+            let opts = write_options(shared, parts, query)?;
+            let obj = convert::to_storage(&rt, decode_body(&content_type, &body)?);
+            let out = write(shared, &srt, None, || {
+                shared
+                    .objects
+                    .plan_create(&srt, &ns, obj.clone(), &opts, false)
+            })
+            .await?;
+            let r = json_response(201, &convert::to_served(&rt, &out.object));
+            Ok(with_warnings(r, &out.warnings))
+        }
+        (&Method::PUT, Some(name)) => {
+            let opts = write_options(shared, parts, query)?;
+            let obj = convert::to_storage(&rt, decode_body(&content_type, &body)?);
+            let out = write(shared, &srt, sub, || {
+                shared
+                    .objects
+                    .plan_update(&srt, &ns, &name, obj.clone(), sub, &opts)
+            })
+            .await
+            .map_err(|e| rename_subject(e, &rt, &name))?;
+            Ok(with_warnings(
+                json_response(200, &convert::to_served(&rt, &out.object)),
+                &out.warnings,
+            ))
+        }
+        (&Method::PATCH, Some(name)) => {
+            let kind = match content_type.split(';').next().unwrap_or_default().trim() {
+                "application/json-patch+json" => PatchKind::Json,
+                "application/merge-patch+json" => PatchKind::Merge,
+                "application/strategic-merge-patch+json" => PatchKind::Strategic,
+                "application/apply-patch+yaml" | "application/apply-patch+cbor" => PatchKind::Apply,
+                other => {
+                    return Err(ApiError::new(
+                        415,
+                        "UnsupportedMediaType",
+                        format!(
+                            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other:?})"
+                        ),
+                    ));
+                }
+            };
+            let opts = write_options(shared, parts, query)?;
+            let mut patch_body = decode_body(
+                if kind == PatchKind::Apply {
+                    "application/yaml"
+                } else {
+                    &content_type
+                },
+                &body,
+            )?;
+            if kind != PatchKind::Json {
+                patch_body = convert::to_storage(&rt, patch_body);
+                if kind != PatchKind::Apply
+                    && rt.conversion == crate::registry::Conversion::EventsV1
+                    && let Some(m) = patch_body.as_object_mut()
+                {
+                    m.remove("apiVersion");
+                    m.remove("kind");
+                }
+            }
+            let out = write(shared, &srt, sub, || {
+                shared
+                    .objects
+                    .plan_patch(&srt, &ns, &name, kind, &patch_body, sub, &opts)
+            })
+            .await
+            .map_err(|e| rename_subject(e, &rt, &name))?;
+            let code = if out.created { 201 } else { 200 };
+            Ok(with_warnings(
+                json_response(code, &convert::to_served(&rt, &out.object)),
+                &out.warnings,
+            ))
+        }
+        (&Method::DELETE, Some(name)) => {
+            let opts = delete_options(&body, query)?;
+            let out = write(shared, &srt, None, || {
+                shared.objects.plan_delete(&srt, &ns, &name, &opts)
+            })
+            .await
+            .map_err(|e| rename_subject(e, &rt, &name))?;
+            let still_there = out.object.pointer("/metadata/deletionTimestamp").is_some()
+                && shared
+                    .objects
+                    .store()
+                    .get(&crate::objects::Objects::key(&srt, &ns, &name))
+                    .is_some();
+            Ok(json_response(
+                if still_there { 202 } else { 200 },
+                &convert::to_served(&rt, &out.object),
+            ))
+        }
+        (&Method::DELETE, None) => {
+            let opts = delete_options(&body, query)?;
+            let labels = LabelSelector::parse(param(query, "labelSelector").unwrap_or_default())
+                .map_err(|e| ApiError::bad_request(e.0))?;
+            let fields = FieldSelector::parse(
+                param(query, "fieldSelector").unwrap_or_default(),
+                &rt.group,
+                &rt.plural,
+            )
+            .map_err(|e| ApiError::bad_request(e.0))?;
+            let namespace = (rt.namespaced && !ns.is_empty()).then(|| ns.clone());
+            let (items, _) = shared
+                .objects
+                .store()
+                .list(&srt.storage, namespace.as_deref(), None);
+            let mut deleted = Vec::new();
+            for item in items {
+                let served = convert::to_served(&rt, &item);
+                if !labels.matches_object(&served) || !fields.matches(&served) {
+                    continue;
+                }
+                let iname = item
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let ins = item
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                match write(shared, &srt, None, || {
+                    shared.objects.plan_delete(&srt, &ins, &iname, &opts)
+                })
+                .await
+                {
+                    Ok(o) => deleted.push(convert::to_served(&rt, &o.object)),
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(json_response(
+                200,
+                &json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": {}, "items": deleted}),
+            ))
+        }
+        (m, _) => Err(ApiError::method_not_allowed(m.as_str(), &rt.kind)),
+    }
+}
+
+/// Errors from storage name the stored resource; rename to what the client asked for.
+fn rename_subject(e: ApiError, rt: &ResourceType, name: &str) -> ApiError {
+    if e.code == 404 && e.reason == "NotFound" {
+        return ApiError::not_found(Subject {
+            group: &rt.group,
+            resource: &rt.plural,
+            name,
+        });
+    }
+    e
+}
+
+fn delete_options(body: &[u8], query: &[(String, String)]) -> Result<DeleteOptions, ApiError> {
+    let from_body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+    };
+    let propagation = param(query, "propagationPolicy")
+        .map(str::to_string)
+        .or_else(|| from_body["propagationPolicy"].as_str().map(str::to_string))
+        .or_else(|| {
+            match from_body["orphanDependents"]
+                .as_bool()
+                .or_else(|| param(query, "orphanDependents").map(|v| v == "true"))
+            {
+                Some(true) => Some("Orphan".to_string()),
+                _ => None,
+            }
+        });
+    let dry_run = param(query, "dryRun") == Some("All")
+        || from_body["dryRun"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
+    Ok(DeleteOptions {
+        propagation,
+        uid: from_body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        resource_version: from_body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        dry_run,
+    })
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    rv: u64,
+    ns: String,
+    name: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn list(
+    shared: &Arc<Shared>,
+    rt: &Arc<ResourceType>,
+    namespace: Option<&str>,
+    labels: &LabelSelector,
+    fields: &FieldSelector,
+    query: &[(String, String)],
+    as_table: bool,
+    include: IncludeObject,
+) -> Result<Response<Body>, ApiError> {
+    let limit = match param(query, "limit") {
+        None | Some("") => None,
+        Some(l) => Some(
+            l.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("limit: invalid value {l:?}")))?,
+        ),
+    }
+    .filter(|l| *l > 0)
+    .map(|l| l as usize);
+    let token = match param(query, "continue") {
+        None | Some("") => None,
+        Some(c) => Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(c)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<ContinueToken>(&b).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("continue key is not valid: illegal base64 data")
+                })?,
+        ),
+    };
+    if let Some(rv) = param(query, "resourceVersion").filter(|v| !v.is_empty())
+        && rv.parse::<u64>().is_err()
+    {
+        return Err(ApiError::new(
+            400,
+            "BadRequest",
+            format!(
+                "resourceVersion: Invalid value: {rv:?}: strconv.ParseUint: parsing {rv:?}: invalid syntax"
+            ),
+        ));
+    }
+    let after = token.as_ref().map(|t| (t.ns.clone(), t.name.clone()));
+    let (items, now_rv) = shared
+        .objects
+        .store()
+        .list(&rt.storage, namespace, after.as_ref());
+    let list_rv = token.as_ref().map(|t| t.rv).unwrap_or(now_rv);
+    let identity = convert::is_identity(rt);
+    let mut out = Vec::new();
+    let mut next = None;
+    let mut remaining = 0usize;
+    for item in items {
+        let served = if identity {
+            (*item).clone()
+        } else {
+            convert::to_served(rt, &item)
+        };
+        if !labels.matches_object(&served) || !fields.matches(&served) {
+            continue;
+        }
+        if let Some(l) = limit
+            && out.len() >= l
+        {
+            remaining += 1;
+            continue;
+        }
+        out.push(served);
+    }
+    if remaining > 0
+        && let Some(last) = out.last()
+    {
+        let t = ContinueToken {
+            rv: list_rv,
+            ns: last
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            name: last
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        };
+        next = Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(serde_json::to_vec(&t).unwrap_or_default()),
+        );
+    }
+    let rv = list_rv.to_string();
+    if as_table {
+        return Ok(json_response(
+            200,
+            &table(rt, &out, &rv, next.as_deref(), include),
+        ));
+    }
+    let mut meta = json!({"resourceVersion": rv});
+    if let Some(n) = next {
+        meta["continue"] = json!(n);
+        meta["remainingItemCount"] = json!(remaining);
+    }
+    Ok(json_response(
+        200,
+        &json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": meta, "items": out}),
+    ))
+}
+
+fn watch(
+    shared: &Arc<Shared>,
+    rt: &Arc<ResourceType>,
+    namespace: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+    query: &[(String, String)],
+    table: Option<IncludeObject>,
+) -> Result<Response<Body>, ApiError> {
+    let send_initial = param(query, "sendInitialEvents") == Some("true");
+    let bookmarks = param(query, "allowWatchBookmarks") == Some("true");
+    if send_initial && !bookmarks {
+        return Err(ApiError::invalid(
+            "",
+            "ListOptions",
+            "",
+            &[crate::validation::FieldError::new(
+                "sendInitialEvents",
+                crate::validation::FieldErrorKind::Forbidden,
+                None,
+                "sendInitialEvents is forbidden for watch unless allowWatchBookmarks=true",
+            )],
+        ));
+    }
+    let from = match param(query, "resourceVersion").unwrap_or_default() {
+        "" | "0" => WatchFrom::CurrentState,
+        _ if send_initial => WatchFrom::CurrentState,
+        rv => WatchFrom::After(rv.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("resourceVersion: Invalid value: {rv:?}: strconv.ParseUint: parsing {rv:?}: invalid syntax"))
+        })?),
+    };
+    let timeout = param(query, "timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|t| *t > 0)
+        .map(Duration::from_secs);
+    let params = WatchParams {
+        rt: rt.clone(),
+        namespace,
+        labels,
+        fields,
+        bookmarks,
+        initial_events_end: send_initial,
+        timeout,
+        table,
+    };
+    match shared.objects.store().watch(&rt.storage, from) {
+        Ok(start) => Ok(stream_response(super::watch::stream(
+            shared.clone(),
+            params,
+            start,
+        ))),
+        Err(too_old) => Ok(stream_response(futures::stream::iter(vec![gone_event(
+            &too_old.to_string(),
+        )]))),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn scale(
+    shared: &Arc<Shared>,
+    parts: &http::request::Parts,
+    body: &[u8],
+    srt: &Arc<ResourceType>,
+    rt: &Arc<ResourceType>,
+    ns: &str,
+    rp: &ResourcePath,
+    query: &[(String, String)],
+    content_type: &str,
+) -> Result<Response<Body>, ApiError> {
+    let name = rp.name.clone().ok_or_else(not_found_route)?;
+    let render = |obj: &Value| {
+        let selector = obj
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
+        json!({
+            "kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"], "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"]},
+            "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+            "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector},
+        })
+    };
+    let _ = rt;
+    match parts.method {
+        Method::GET => Ok(json_response(
+            200,
+            &render(&*shared.objects.get(srt, ns, &name)?),
+        )),
+        Method::PUT | Method::PATCH => {
+            let sent = decode_body(content_type, body)?;
+            let current = shared.objects.get(srt, ns, &name)?;
+            let mut scale_obj = render(&current);
+            if parts.method == Method::PUT {
+                scale_obj = sent;
+            } else {
+                crate::patch::merge_patch(&mut scale_obj, &sent);
+            }
+            let replicas = scale_obj
+                .pointer("/spec/replicas")
+                .cloned()
+                .unwrap_or(json!(0));
+            let opts = write_options(shared, parts, query)?;
+            let patch = json!({"spec": {"replicas": replicas}});
+            let out = write(shared, srt, Some("scale"), || {
+                shared
+                    .objects
+                    .plan_patch(srt, ns, &name, PatchKind::Merge, &patch, None, &opts)
+            })
+            .await?;
+            Ok(json_response(200, &render(&out.object)))
+        }
+        _ => Err(ApiError::method_not_allowed(parts.method.as_str(), "Scale")),
+    }
+}
