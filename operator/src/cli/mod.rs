@@ -1,6 +1,7 @@
 //! The `medplat` command line: one subcommand per job, each in its own file.
 
 pub mod crd;
+pub mod node_agent;
 
 use std::process::ExitCode;
 
@@ -20,12 +21,15 @@ pub struct Cli {
 pub enum Command {
     /// Print every CRD as one YAML stream, or write one file per CRD with --out.
     Crd(crd::CrdArgs),
+    /// Scan this node against the hardening baseline and report its NodeCompliance status.
+    NodeAgent(node_agent::NodeAgentArgs),
 }
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Crd(args) => report(crd::run(&args)),
+        Command::NodeAgent(args) => report(node_agent::run(&args)),
     }
 }
 
