@@ -52,18 +52,18 @@ const EXPECTED: &[(&str, CheckStatus, CheckStatus, CheckStatus)] = &[
     ("sysctl.vm.panic_on_oom", P, P, F),
     ("sysctl.kernel.panic", P, P, F),
     ("sysctl.kernel.panic_on_oops", P, P, E),
-    ("module.cramfs", P, F, E),
-    ("module.freevxfs", P, F, E),
-    ("module.hfs", P, F, E),
-    ("module.hfsplus", P, F, E),
-    ("module.jffs2", P, F, E),
-    ("module.squashfs", P, F, E),
-    ("module.udf", P, F, E),
-    ("module.usb_storage", P, F, E),
-    ("module.dccp", P, F, E),
-    ("module.sctp", P, F, E),
-    ("module.rds", P, F, E),
-    ("module.tipc", P, F, E),
+    ("kmod.cramfs", P, F, E),
+    ("kmod.freevxfs", P, F, E),
+    ("kmod.hfs", P, F, E),
+    ("kmod.hfsplus", P, F, E),
+    ("kmod.jffs2", P, F, E),
+    ("kmod.squashfs", P, F, E),
+    ("kmod.udf", P, F, E),
+    ("kmod.usb-storage", P, F, E),
+    ("kmod.dccp", P, F, E),
+    ("kmod.sctp", P, F, E),
+    ("kmod.rds", P, F, E),
+    ("kmod.tipc", P, F, E),
     ("boot.audit", P, F, F),
     ("lsm.enforcing", P, P, E),
     ("mount.tmp", P, F, E),
@@ -198,12 +198,12 @@ fn the_module_list_is_configurable() {
     let results = scan(&cfg);
     let modules: Vec<_> = results
         .iter()
-        .filter(|c| c.id.starts_with("module."))
+        .filter(|c| c.id.starts_with("kmod."))
         .map(|c| (c.id.as_str(), c.status))
         .collect();
     assert_eq!(
         modules,
-        vec![("module.br_netfilter", F), ("module.cramfs", P)]
+        vec![("kmod.br-netfilter", F), ("kmod.cramfs", P)]
     );
 }
 
