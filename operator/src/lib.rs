@@ -8,3 +8,4 @@ pub mod api;
 pub mod cli;
 pub mod node_agent;
 pub mod policy;
+pub mod render;

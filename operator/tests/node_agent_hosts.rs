@@ -201,10 +201,7 @@ fn the_module_list_is_configurable() {
         .filter(|c| c.id.starts_with("kmod."))
         .map(|c| (c.id.as_str(), c.status))
         .collect();
-    assert_eq!(
-        modules,
-        vec![("kmod.br-netfilter", F), ("kmod.cramfs", P)]
-    );
+    assert_eq!(modules, vec![("kmod.br-netfilter", F), ("kmod.cramfs", P)]);
 }
 
 #[test]
