@@ -1,5 +1,6 @@
 //! The `medplat` command line: one subcommand per job, each in its own file.
 
+pub mod alerts;
 pub mod crd;
 pub mod node_agent;
 
@@ -21,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Print every CRD as one YAML stream, or write one file per CRD with --out.
     Crd(crd::CrdArgs),
+    /// Print the alert rules rendered from a Platform (PrometheusRule or a plain rules file).
+    Alerts(alerts::AlertsArgs),
     /// Scan this node against the hardening baseline and report its NodeCompliance status.
     NodeAgent(node_agent::NodeAgentArgs),
 }
@@ -29,6 +32,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Crd(args) => report(crd::run(&args)),
+        Command::Alerts(args) => report(alerts::run(&args)),
         Command::NodeAgent(args) => report(node_agent::run(&args)),
     }
 }

@@ -37,6 +37,12 @@ pub const HARDENED_LABEL: &str = "medplat.io/hardened";
 pub const LEVEL_LABEL: &str = "medplat.io/level";
 /// A node whose last scan is older than this many intervals is not hardened.
 pub const STALE_AFTER_INTERVALS: u32 = 2;
+/// Event reason (Warning, on the pod): an L3+ pod runs on a node not labelled hardened.
+pub const EVENT_SENSITIVE_POD_ON_UNHARDENED_NODE: &str = "SensitivePodOnUnhardenedNode";
+/// Event reason (Warning, on the Platform): a deviation passed its `expiresAt`.
+pub const EVENT_DEVIATION_EXPIRED: &str = "HardeningDeviationExpired";
+/// Event reason (Warning, on the pod): evicted from a node that is not hardened (Enforce).
+pub const EVENT_EVICTED_FROM_UNHARDENED_NODE: &str = "EvictedFromUnhardenedNode";
 
 /// What can be wrong with the hardening spec.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

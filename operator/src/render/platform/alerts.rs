@@ -189,7 +189,8 @@ pub fn catalog(spec: &PlatformSpec) -> Vec<AlertDef> {
             ),
             summary: "A worker was denied access to data: a possible misuse.",
             description: "Pipeline {{ $labels.namespace }}/{{ $labels.pipeline }} was denied \
-                          {{ $value }} access(es) by its policy bundle in the last 10 minutes.",
+                          access by its policy bundle {{ $value | printf \"%.0f\" }} time(s) in \
+                          the last 10 minutes.",
         },
         AlertDef {
             name: "MedplatAuditLogDeliveryFailing",
