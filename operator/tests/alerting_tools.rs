@@ -4,6 +4,9 @@
 //! A missing tool skips its test loudly, unless `MEDPLAT_REQUIRE_REAL_TOOLS=1` (set by
 //! `scripts/test-all`), which makes it fail.
 
+// Test helpers outside #[test] functions unwrap too: a panic is a test failure.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::BTreeSet;
