@@ -1,6 +1,9 @@
 //! The Platform's rendered children: the node-agent DaemonSet and its RBAC, the log agent and
 //! aggregator with their Vector configurations, and the validation that guards a rollout.
 
+// Test helpers outside #[test] functions unwrap too: a panic is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 
 use clap::Parser;
