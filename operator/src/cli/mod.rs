@@ -1,6 +1,7 @@
 //! The `medplat` command line: one subcommand per job, each in its own file.
 
 pub mod alerts;
+pub mod check;
 pub mod crd;
 pub mod node_agent;
 
@@ -22,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Print every CRD as one YAML stream, or write one file per CRD with --out.
     Crd(crd::CrdArgs),
+    /// Validate manifests offline: CRD schemas, CEL rules and the classification policy.
+    Check(check::CheckArgs),
     /// Print the alert rules rendered from a Platform (PrometheusRule or a plain rules file).
     Alerts(alerts::AlertsArgs),
     /// Scan this node against the hardening baseline and report its NodeCompliance status.
@@ -32,6 +35,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Crd(args) => report(crd::run(&args)),
+        Command::Check(args) => check::run(&args),
         Command::Alerts(args) => report(alerts::run(&args)),
         Command::NodeAgent(args) => report(node_agent::run(&args)),
     }
