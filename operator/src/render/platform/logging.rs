@@ -31,6 +31,7 @@ use super::vector::{
 };
 use super::vector_check::{ConfigProblem, validate};
 use super::{RenderError, child_meta, selector_labels};
+use crate::render::common::{Child, short_hash};
 
 /// The pod-template annotation carrying the configuration hash, so a new config rolls pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "medplat.io/config-hash";
@@ -70,6 +71,26 @@ pub struct LoggingChildren {
     pub config_hash: String,
 }
 
+impl LoggingChildren {
+    /// The children in apply order (configuration and identity before the workloads). The
+    /// ServiceMonitors are separate ([`Self::service_monitors`]): apply them only where the
+    /// Prometheus operator's CRDs exist.
+    pub fn children(&self) -> Result<Vec<Child>, crate::render::common::RenderError> {
+        Ok(vec![
+            Child::from_typed(&self.agent_config)?,
+            Child::from_typed(&self.aggregator_config)?,
+            Child::from_typed(&self.agent_service_account)?,
+            Child::from_typed(&self.aggregator_service_account)?,
+            Child::from_typed(&self.agent_cluster_role)?,
+            Child::from_typed(&self.agent_cluster_role_binding)?,
+            Child::from_typed(&self.aggregator_service)?,
+            Child::from_typed(&self.agent_metrics_service)?,
+            Child::from_typed(&self.aggregator)?,
+            Child::from_typed(&self.agent)?,
+        ])
+    }
+}
+
 fn labels(component: &str) -> BTreeMap<String, String> {
     selector_labels(component)
 }
@@ -88,7 +109,8 @@ fn config_map(
     }
 }
 
-fn env_field(name: &str, path: &str) -> EnvVar {
+/// An environment variable from a field of the pod (`spec.nodeName`, `metadata.name`).
+pub(crate) fn env_field(name: &str, path: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
@@ -449,9 +471,9 @@ pub fn render(
     }
     let agent_yaml = vector::to_yaml(&configs.agent)?;
     let aggregator_yaml = vector::to_yaml(&configs.aggregator)?;
-    let agent_hash = vector::config_hash(&agent_yaml);
-    let aggregator_hash = vector::config_hash(&aggregator_yaml);
-    let config_hash = vector::config_hash(&format!("{agent_hash}{aggregator_hash}"));
+    let agent_hash = short_hash(&agent_yaml);
+    let aggregator_hash = short_hash(&aggregator_yaml);
+    let config_hash = short_hash(&format!("{agent_hash}{aggregator_hash}"));
     let agent_cluster_role = ClusterRole {
         metadata: child_meta(platform, AGENT_NAME, "", "log-agent", &BTreeMap::new()),
         rules: Some(vec![PolicyRule {

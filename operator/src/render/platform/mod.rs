@@ -16,14 +16,11 @@ pub mod vector_check;
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Resource;
 
 use crate::api::platform::Platform;
 
-/// `app.kubernetes.io/managed-by` on every child.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "medplat");
-/// `app.kubernetes.io/part-of` on every child.
-pub const PART_OF: (&str, &str) = ("app.kubernetes.io/part-of", "medplat");
+use super::common::{self, Owner};
+
 /// The namespace the operator runs in by default; Platform children go there.
 pub const DEFAULT_NAMESPACE: &str = "medplat-system";
 
@@ -52,15 +49,25 @@ pub enum RenderError {
 pub fn selector_labels(component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".to_string(), "medplat".to_string()),
-        (
-            "app.kubernetes.io/component".to_string(),
-            component.to_string(),
-        ),
+        (common::COMPONENT.to_string(), component.to_string()),
     ])
 }
 
-/// Metadata of a child: name, namespace (if any), medplat labels plus `extra_labels`, and
-/// the owner reference to the Platform.
+/// The Platform as the owner of its children, when it has a uid (it has none when rendered
+/// offline, e.g. by `medplat alerts`).
+pub fn platform_owner(platform: &Platform) -> Option<Owner> {
+    Some(Owner {
+        api_version: crate::api::API_VERSION.to_string(),
+        kind: "Platform".to_string(),
+        name: platform.metadata.name.clone().unwrap_or_default(),
+        namespace: None,
+        uid: platform.metadata.uid.clone()?,
+    })
+}
+
+/// Metadata of a child in `namespace` (empty for cluster-scoped children): the shared owner
+/// labels and controller reference of [`common::Owner`], the selector labels of `component`,
+/// and `extra_labels` (e.g. the rule labels the Prometheus operator selects on).
 pub fn child_meta(
     platform: &Platform,
     name: &str,
@@ -68,17 +75,41 @@ pub fn child_meta(
     component: &str,
     extra_labels: &BTreeMap<String, String>,
 ) -> ObjectMeta {
+    let owner = platform_owner(platform);
     let mut labels = extra_labels.clone();
     labels.extend(selector_labels(component));
-    labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
-    labels.insert(PART_OF.0.into(), PART_OF.1.into());
+    match &owner {
+        Some(o) => labels.extend(o.labels(component)),
+        None => {
+            labels.insert(common::MANAGED_BY.into(), common::MANAGED_BY_VALUE.into());
+            labels.insert(common::PART_OF.into(), "medplat".into());
+        }
+    }
     ObjectMeta {
         name: Some(name.to_string()),
         namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
         labels: Some(labels),
-        owner_references: platform.controller_owner_ref(&()).map(|o| vec![o]),
+        owner_references: owner.map(|o| vec![o.reference()]),
         ..ObjectMeta::default()
     }
+}
+
+/// Wraps a dynamic object (PrometheusRule, ServiceMonitor) as a [`common::Child`].
+pub fn dynamic_child(obj: &kube::api::DynamicObject) -> Result<common::Child, common::RenderError> {
+    let types = obj.types.clone().unwrap_or_default();
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let object = serde_json::to_value(obj).map_err(|source| common::RenderError::Serialise {
+        kind: types.kind.clone(),
+        name: name.clone(),
+        source,
+    })?;
+    Ok(common::Child {
+        api_version: types.api_version,
+        kind: types.kind,
+        name,
+        namespace: obj.metadata.namespace.clone(),
+        object,
+    })
 }
 
 /// The Platform used when none is given (`medplat alerts` without `-f`, and the checked-in
@@ -123,6 +154,8 @@ mod tests {
         assert_eq!(owner.kind, "Platform");
         assert_eq!(owner.uid, "1234");
         assert_eq!(owner.controller, Some(true));
+        assert_eq!(labels[common::OWNER_UID], "1234");
+        assert_eq!(labels[common::OWNER_KIND], "platform");
     }
 
     #[test]

@@ -28,9 +28,8 @@ use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, EnvVarSource, HostPathVolumeSource, ObjectFieldSelector,
-    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext,
-    ServiceAccount, Volume, VolumeMount,
+    Capabilities, Container, HostPathVolumeSource, PodSpec, PodTemplateSpec, ResourceRequirements,
+    SeccompProfile, SecurityContext, ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -40,8 +39,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::api::platform::Platform;
 use crate::node_agent::DEFAULT_ROOT;
 
-use super::logging::tolerate_everything;
+use super::logging::{env_field, tolerate_everything};
 use super::{child_meta, selector_labels};
+use crate::render::common::{Child, RenderError};
 
 /// The name of the DaemonSet, its ServiceAccount and its RBAC objects.
 pub const NODE_AGENT_NAME: &str = "medplat-node-agent";
@@ -65,17 +65,17 @@ pub struct NodeAgentChildren {
     pub daemon_set: DaemonSet,
 }
 
-fn env_field(name: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.into(),
-                ..ObjectFieldSelector::default()
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
+impl NodeAgentChildren {
+    /// The children in apply order (identity and permissions before the workload).
+    pub fn children(&self) -> Result<Vec<Child>, RenderError> {
+        Ok(vec![
+            Child::from_typed(&self.service_account)?,
+            Child::from_typed(&self.cluster_role)?,
+            Child::from_typed(&self.cluster_role_binding)?,
+            Child::from_typed(&self.admission_policy)?,
+            Child::from_typed(&self.admission_policy_binding)?,
+            Child::from_typed(&self.daemon_set)?,
+        ])
     }
 }
 

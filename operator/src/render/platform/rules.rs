@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::api::platform::{Platform, PlatformSpec};
 
 use super::alerts::{catalog, severity_label};
-use super::{RenderError, child_meta};
+use super::{RenderError, child_meta, dynamic_child};
+use crate::render::common::Child;
 
 /// The name of the PrometheusRule, the rules ConfigMap and the operator's ServiceMonitor.
 pub const RULES_NAME: &str = "medplat-alerts";
@@ -180,6 +181,53 @@ pub fn rules_config_map(platform: &Platform, namespace: &str) -> Result<ConfigMa
         )])),
         ..ConfigMap::default()
     })
+}
+
+/// Where the alert rules go, as discovery found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RulesTarget {
+    /// The `monitoring.coreos.com/v1` PrometheusRule CRD exists.
+    PrometheusRule,
+    /// It does not: a ConfigMap with a plain rules file.
+    ConfigMap,
+}
+
+impl RulesTarget {
+    /// The value for `status.rulesTarget`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RulesTarget::PrometheusRule => "PrometheusRule",
+            RulesTarget::ConfigMap => "ConfigMap",
+        }
+    }
+}
+
+/// The alerting children for `target`: the PrometheusRule plus the operator's ServiceMonitor,
+/// or the rules ConfigMap alone (without the Prometheus operator there is no ServiceMonitor
+/// CRD either).
+pub fn alerting_children(
+    platform: &Platform,
+    namespace: &str,
+    target: RulesTarget,
+) -> Result<Vec<Child>, AlertingChildError> {
+    Ok(match target {
+        RulesTarget::PrometheusRule => vec![
+            dynamic_child(&prometheus_rule(platform, namespace)?)?,
+            dynamic_child(&operator_service_monitor(platform, namespace))?,
+        ],
+        RulesTarget::ConfigMap => vec![Child::from_typed(&rules_config_map(platform, namespace)?)?],
+    })
+}
+
+/// Why the alerting children could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertingChildError {
+    /// The Platform's alerting settings are wrong (e.g. an override of an unknown alert).
+    #[error(transparent)]
+    Spec(#[from] RenderError),
+    /// An object could not be serialised.
+    #[error(transparent)]
+    Serialise(#[from] crate::render::common::RenderError),
 }
 
 /// A ServiceMonitor scraping the Services matching `selector` on port `port`.
@@ -363,6 +411,19 @@ mod tests {
             serde_json::to_value(&file.groups).unwrap(),
             v["spec"]["groups"]
         );
+    }
+
+    #[test]
+    fn the_rules_target_decides_the_children() {
+        let p = default_platform();
+        let with = alerting_children(&p, "ns", RulesTarget::PrometheusRule).unwrap();
+        let kinds: Vec<_> = with.iter().map(|c| c.kind.as_str()).collect();
+        assert_eq!(kinds, vec!["PrometheusRule", "ServiceMonitor"]);
+        assert_eq!(with[0].object["apiVersion"], "monitoring.coreos.com/v1");
+        let without = alerting_children(&p, "ns", RulesTarget::ConfigMap).unwrap();
+        assert_eq!(without.len(), 1);
+        assert_eq!(without[0].kind, "ConfigMap");
+        assert_eq!(without[0].namespace.as_deref(), Some("ns"));
     }
 
     #[test]

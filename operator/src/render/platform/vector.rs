@@ -405,15 +405,3 @@ pub fn to_yaml(config: &Value) -> Result<String, super::RenderError> {
         message: e.to_string(),
     })
 }
-
-/// A stable 64-bit FNV-1a hash of a text, as 16 hex digits: the pod-template annotation that
-/// rolls the pods when their configuration changes, and `status.loggingConfigHash`. Change
-/// detection only; not a security hash.
-pub fn config_hash(text: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
