@@ -539,3 +539,44 @@ fn node_agent_may_only_touch_its_own_nodecompliance() {
         Some(vec!["Deny".to_string()])
     );
 }
+
+#[test]
+fn the_hospital_example_platform_renders_valid_children() {
+    use medplat::api::{Platform, StorageTier};
+    use medplat::render::platform::rules::{RulesTarget, alerting_children};
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/hospital");
+    let objects = medplat::manifests::load(&[dir]).unwrap();
+    let platform: Platform = objects
+        .iter()
+        .find(|o| o.kind() == "Platform")
+        .unwrap()
+        .typed()
+        .unwrap();
+    let tiers: BTreeMap<String, StorageTierSpec> = objects
+        .iter()
+        .filter(|o| o.kind() == "StorageTier")
+        .map(|o| {
+            let t: StorageTier = o.typed().unwrap();
+            (t.metadata.name.clone().unwrap(), t.spec)
+        })
+        .collect();
+    let logging = logging::render(&platform, NS, &tiers).unwrap();
+    assert!(logging.children().unwrap().len() >= 10);
+    assert_eq!(
+        node_agent::render(&platform, NS).children().unwrap().len(),
+        6
+    );
+    for target in [RulesTarget::PrometheusRule, RulesTarget::ConfigMap] {
+        assert!(!alerting_children(&platform, NS, target).unwrap().is_empty());
+    }
+    // With the audit tier's retention cut to 90 days, the same Platform is refused.
+    let mut short = tiers.clone();
+    short
+        .get_mut(&platform.spec.logging.audit_tier)
+        .unwrap()
+        .retention_days = 90;
+    assert!(matches!(
+        logging::render(&platform, NS, &short),
+        Err(LoggingError::Invalid(_))
+    ));
+}
