@@ -91,6 +91,27 @@ impl LoggingChildren {
     }
 }
 
+/// A selector on exactly these labels.
+pub(crate) fn match_labels(sel: &BTreeMap<String, String>) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(sel.clone()),
+        ..LabelSelector::default()
+    }
+}
+
+/// Pod-template metadata: the selector labels and the configuration hash, so a changed
+/// configuration rolls the pods.
+fn hashed_template_meta(sel: BTreeMap<String, String>, hash: &str) -> ObjectMeta {
+    ObjectMeta {
+        labels: Some(sel),
+        annotations: Some(BTreeMap::from([(
+            CONFIG_HASH_ANNOTATION.into(),
+            hash.into(),
+        )])),
+        ..ObjectMeta::default()
+    }
+}
+
 fn labels(component: &str) -> BTreeMap<String, String> {
     selector_labels(component)
 }
@@ -246,19 +267,9 @@ fn agent_daemonset(platform: &Platform, ns: &str, hash: &str) -> DaemonSet {
     DaemonSet {
         metadata: child_meta(platform, AGENT_NAME, ns, "log-agent", &BTreeMap::new()),
         spec: Some(DaemonSetSpec {
-            selector: LabelSelector {
-                match_labels: Some(sel.clone()),
-                ..LabelSelector::default()
-            },
+            selector: match_labels(&sel),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(sel),
-                    annotations: Some(BTreeMap::from([(
-                        CONFIG_HASH_ANNOTATION.into(),
-                        hash.into(),
-                    )])),
-                    ..ObjectMeta::default()
-                }),
+                metadata: Some(hashed_template_meta(sel, hash)),
                 spec: Some(PodSpec {
                     service_account_name: Some(AGENT_NAME.into()),
                     tolerations: Some(tolerate_everything()),
@@ -375,19 +386,9 @@ fn aggregator_statefulset(
         spec: Some(StatefulSetSpec {
             replicas: Some(1),
             service_name: Some(AGGREGATOR_NAME.into()),
-            selector: LabelSelector {
-                match_labels: Some(sel.clone()),
-                ..LabelSelector::default()
-            },
+            selector: match_labels(&sel),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(sel),
-                    annotations: Some(BTreeMap::from([(
-                        CONFIG_HASH_ANNOTATION.into(),
-                        hash.into(),
-                    )])),
-                    ..ObjectMeta::default()
-                }),
+                metadata: Some(hashed_template_meta(sel, hash)),
                 spec: Some(PodSpec {
                     service_account_name: Some(AGGREGATOR_NAME.into()),
                     automount_service_account_token: Some(false),

@@ -33,13 +33,13 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::platform::Platform;
 use crate::node_agent::DEFAULT_ROOT;
 
-use super::logging::{env_field, tolerate_everything};
+use super::logging::{env_field, match_labels, tolerate_everything};
 use super::{child_meta, selector_labels};
 use crate::render::common::{Child, RenderError};
 
@@ -144,10 +144,7 @@ fn daemon_set(platform: &Platform, ns: &str) -> DaemonSet {
     DaemonSet {
         metadata: child_meta(platform, NODE_AGENT_NAME, ns, COMPONENT, &BTreeMap::new()),
         spec: Some(DaemonSetSpec {
-            selector: LabelSelector {
-                match_labels: Some(sel.clone()),
-                ..LabelSelector::default()
-            },
+            selector: match_labels(&sel),
             update_strategy: Some(DaemonSetUpdateStrategy {
                 type_: Some("RollingUpdate".into()),
                 rolling_update: Some(RollingUpdateDaemonSet {
