@@ -330,7 +330,7 @@ fn platform_sink_body(
 /// Both configurations for `platform`, with tiers resolved by name.
 ///
 /// Unresolvable references (an unknown tier, a sink with no destination) are left out of the
-/// config; [`super::logging::validate`] reports them so such a config is never rolled out.
+/// config; [`super::vector_check::validate`] reports them so such a config is never rolled out.
 pub fn render(
     platform: &Platform,
     namespace: &str,
