@@ -13,11 +13,11 @@
 //!   and the check passes when its reported `actual` equals that value exactly (after trimming)
 //!   and fails otherwise (an ERROR stays an ERROR). A deviation whose `expiresAt` is not after
 //!   `now` no longer applies and is reported as expired.
-//! - **Labels**: a hardened node gets `true`. A node that is not hardened gets `false`, except
-//!   in `Audit` mode, where a node already labelled `true` keeps its label and is only reported
-//!   (Audit observes; Enforce acts). Nodes outside the selector are never hardened.
+//! - **Labels**, in both modes: a hardened node gets `true`, every other node `false` at once
+//!   (nodes outside the selector are never hardened). The label is what the scheduling rule for
+//!   L3+ pods relies on, so it always tells the truth.
 //! - **Evictions** (`Enforce` only): running pods labelled `medplat.io/level` L3..L5 on nodes
-//!   that are not hardened.
+//!   that are not hardened. `Audit` only reports them (metric and Warning Event below).
 //! - **Sensitive pods on unhardened nodes**: running L3+ pods on nodes not currently labelled
 //!   `medplat.io/hardened=true`, whatever the mode (metric
 //!   `medplat_sensitive_pods_on_unhardened_nodes` and a Warning Event).
@@ -312,10 +312,7 @@ pub fn evaluate(
         };
         let current_label = node.labels.get(HARDENED_LABEL).cloned();
         let hardened = state == NodeState::Hardened;
-        let desired_label = hardened
-            || (spec.mode == HardeningMode::Audit
-                && selected
-                && current_label.as_deref() == Some("true"));
+        let desired_label = hardened;
         if selected {
             report.node_count += 1;
             report.hardened_count += i32::from(hardened);
@@ -693,7 +690,7 @@ mod tests {
             scanned("drifted", 0, vec![check("a", CheckStatus::Fail, "")]),
             scanned("other", 0, vec![check("a", CheckStatus::Pass, "")]),
         ];
-        for (mode, drifted_label) in [(Audit, true), (Enforce, false)] {
+        for mode in [Audit, Enforce] {
             let mut s = spec(mode, vec![]);
             s.node_selector = [("pool".to_string(), "data".to_string())].into();
             let r = evaluate(&nodes, &scans, &[], &s, ts(NOW)).unwrap();
@@ -703,7 +700,10 @@ mod tests {
                 .map(|v| (v.node.as_str(), v.desired_label))
                 .collect();
             assert!(label["good"]);
-            assert_eq!(label["drifted"], drifted_label, "{mode:?}");
+            assert!(
+                !label["drifted"],
+                "{mode:?}: a failing node loses its label at once"
+            );
             assert!(!label["new"]);
             assert!(!label["other"], "unselected nodes are never hardened");
             assert_eq!((r.hardened_count, r.node_count), (1, 3));
@@ -714,11 +714,7 @@ mod tests {
                 .filter(|v| v.label_needs_update())
                 .map(|v| v.node.as_str())
                 .collect();
-            if mode == Audit {
-                assert_eq!(updates, vec!["good", "new", "other"]);
-            } else {
-                assert_eq!(updates, vec!["drifted", "good", "new", "other"]);
-            }
+            assert_eq!(updates, vec!["drifted", "good", "new", "other"]);
         }
     }
 
