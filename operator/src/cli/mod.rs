@@ -1,7 +1,9 @@
 //! The `medplat` command line: one subcommand per job, each in its own file.
 
+pub mod alerts;
 pub mod check;
 pub mod crd;
+pub mod node_agent;
 pub mod run;
 
 use std::process::ExitCode;
@@ -26,6 +28,10 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Run the operator: every controller, with metrics and health endpoints.
     Run(run::RunArgs),
+    /// Print the alert rules rendered from a Platform (PrometheusRule or a plain rules file).
+    Alerts(alerts::AlertsArgs),
+    /// Scan this node against the hardening baseline and report its NodeCompliance status.
+    NodeAgent(node_agent::NodeAgentArgs),
 }
 
 /// Runs the parsed command line and returns the process exit code.
@@ -35,6 +41,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Crd(args) => report(crd::run(&args)),
         Command::Check(args) => check::run(&args),
         Command::Run(args) => run::run(args),
+        Command::Alerts(args) => report(alerts::run(&args)),
+        Command::NodeAgent(args) => report(node_agent::run(&args)),
     }
 }
 

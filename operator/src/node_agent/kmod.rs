@@ -123,7 +123,7 @@ fn check_module(
 ) -> CheckResult {
     let name = normalise(module);
     let def = CheckDef::new(
-        format!("module.{name}"),
+        format!("kmod.{module}"),
         format!("kernel module {module} is disabled"),
         "CIS Linux 1.1.1 / 3.4 (unused filesystems and protocols)",
         CheckSeverity::Medium,

@@ -13,11 +13,11 @@
 //!   and the check passes when its reported `actual` equals that value exactly (after trimming)
 //!   and fails otherwise (an ERROR stays an ERROR). A deviation whose `expiresAt` is not after
 //!   `now` no longer applies and is reported as expired.
-//! - **Labels**: a hardened node gets `true`. A node that is not hardened gets `false`, except
-//!   in `Audit` mode, where a node already labelled `true` keeps its label and is only reported
-//!   (Audit observes; Enforce acts). Nodes outside the selector are never hardened.
+//! - **Labels**, in both modes: a hardened node gets `true`, every other node `false` at once
+//!   (nodes outside the selector are never hardened). The label is what the scheduling rule for
+//!   L3+ pods relies on, so it always tells the truth.
 //! - **Evictions** (`Enforce` only): running pods labelled `medplat.io/level` L3..L5 on nodes
-//!   that are not hardened.
+//!   that are not hardened. `Audit` only reports them (metric and Warning Event below).
 //! - **Sensitive pods on unhardened nodes**: running L3+ pods on nodes not currently labelled
 //!   `medplat.io/hardened=true`, whatever the mode (metric
 //!   `medplat_sensitive_pods_on_unhardened_nodes` and a Warning Event).
@@ -37,6 +37,12 @@ pub const HARDENED_LABEL: &str = "medplat.io/hardened";
 pub const LEVEL_LABEL: &str = "medplat.io/level";
 /// A node whose last scan is older than this many intervals is not hardened.
 pub const STALE_AFTER_INTERVALS: u32 = 2;
+/// Event reason (Warning, on the pod): an L3+ pod runs on a node not labelled hardened.
+pub const EVENT_SENSITIVE_POD_ON_UNHARDENED_NODE: &str = "SensitivePodOnUnhardenedNode";
+/// Event reason (Warning, on the Platform): a deviation passed its `expiresAt`.
+pub const EVENT_DEVIATION_EXPIRED: &str = "HardeningDeviationExpired";
+/// Event reason (Warning, on the pod): evicted from a node that is not hardened (Enforce).
+pub const EVENT_EVICTED_FROM_UNHARDENED_NODE: &str = "EvictedFromUnhardenedNode";
 
 /// What can be wrong with the hardening spec.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -306,10 +312,7 @@ pub fn evaluate(
         };
         let current_label = node.labels.get(HARDENED_LABEL).cloned();
         let hardened = state == NodeState::Hardened;
-        let desired_label = hardened
-            || (spec.mode == HardeningMode::Audit
-                && selected
-                && current_label.as_deref() == Some("true"));
+        let desired_label = hardened;
         if selected {
             report.node_count += 1;
             report.hardened_count += i32::from(hardened);
@@ -400,4 +403,386 @@ pub fn expired_deviation_gauges(report: &HardeningReport) -> BTreeMap<String, i6
         .iter()
         .map(|d| (d.check_id.clone(), 1))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::node_compliance::{CheckResult, CheckSeverity, CheckSummary};
+    use crate::api::platform::Deviation;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    const NOW: i64 = 1_000_000;
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    fn node(name: &str, labels: &[(&str, &str)]) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn check(id: &str, status: CheckStatus, actual: &str) -> CheckResult {
+        CheckResult {
+            id: id.into(),
+            title: String::new(),
+            benchmark_ref: String::new(),
+            severity: CheckSeverity::Medium,
+            status,
+            expected: String::new(),
+            actual: actual.into(),
+            remediation: String::new(),
+        }
+    }
+
+    fn scanned(node: &str, age: i64, checks: Vec<CheckResult>) -> ComplianceInfo {
+        let mut summary = CheckSummary::default();
+        for c in &checks {
+            match c.status {
+                CheckStatus::Fail => summary.fail += 1,
+                CheckStatus::Error => summary.error += 1,
+                _ => summary.pass += 1,
+            }
+        }
+        ComplianceInfo {
+            node_name: node.into(),
+            status: Some(NodeComplianceStatus {
+                last_scan: Some(Time(ts(NOW - age))),
+                summary,
+                checks,
+                ..NodeComplianceStatus::default()
+            }),
+        }
+    }
+
+    fn pod(ns: &str, name: &str, node: &str, level: Option<&str>) -> PodInfo {
+        PodInfo {
+            namespace: ns.into(),
+            name: name.into(),
+            node_name: Some(node.into()),
+            labels: level
+                .map(|l| [(LEVEL_LABEL.to_string(), l.to_string())].into())
+                .unwrap_or_default(),
+            finished_or_terminating: false,
+        }
+    }
+
+    fn deviation(
+        check: &str,
+        action: DeviationAction,
+        expected: Option<&str>,
+        expires: i64,
+    ) -> Deviation {
+        Deviation {
+            check_id: check.into(),
+            action,
+            expected: expected.map(str::to_string),
+            reason: "accepted by the security board".into(),
+            ticket: "SEC-1".into(),
+            expires_at: Time(ts(expires)),
+        }
+    }
+
+    fn spec(mode: HardeningMode, deviations: Vec<Deviation>) -> Hardening {
+        Hardening {
+            mode,
+            deviations,
+            interval: "10m".into(),
+            ..Hardening::default()
+        }
+    }
+
+    #[test]
+    fn intervals_parse() {
+        assert_eq!(parse_interval("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_interval("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_interval("45s"), Ok(Duration::from_secs(45)));
+        for bad in [
+            "",
+            "10",
+            "m",
+            "0m",
+            "10d",
+            "1.5h",
+            "-1m",
+            "99999999999999999999h",
+        ] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn node_state_table() {
+        use CheckStatus::*;
+        // (scan, expected state) with a 10m interval: stale after 1200 s.
+        let cases: Vec<(Option<ComplianceInfo>, NodeState)> = vec![
+            (None, NodeState::NoScan),
+            (
+                Some(ComplianceInfo {
+                    node_name: "n".into(),
+                    status: None,
+                }),
+                NodeState::NoScan,
+            ),
+            (
+                Some(scanned("n", 0, vec![check("a", Pass, "1")])),
+                NodeState::Hardened,
+            ),
+            (
+                Some(scanned("n", 1200, vec![check("a", Pass, "1")])),
+                NodeState::Hardened,
+            ),
+            (
+                Some(scanned("n", 1201, vec![check("a", Pass, "1")])),
+                NodeState::Stale { age_seconds: 1201 },
+            ),
+            (
+                Some(scanned(
+                    "n",
+                    0,
+                    vec![check("a", Fail, "0"), check("b", Warn, "")],
+                )),
+                NodeState::Failing {
+                    checks: vec!["a".into()],
+                },
+            ),
+            (
+                Some(scanned("n", 0, vec![check("e", Error, "unreadable")])),
+                NodeState::Failing {
+                    checks: vec!["e".into()],
+                },
+            ),
+            // A scan from the future (clock skew) is fresh, not stale.
+            (Some(scanned("n", -300, vec![])), NodeState::Hardened),
+        ];
+        for (c, want) in cases {
+            let r = evaluate(
+                &[node("n", &[])],
+                &c.into_iter().collect::<Vec<_>>(),
+                &[],
+                &spec(HardeningMode::Enforce, vec![]),
+                ts(NOW),
+            )
+            .unwrap();
+            assert_eq!(r.nodes[0].state, want);
+            assert_eq!(r.hardened_count, i32::from(want == NodeState::Hardened));
+            assert_eq!(r.nodes[0].desired_label, want == NodeState::Hardened);
+        }
+    }
+
+    #[test]
+    fn truncated_failures_still_count() {
+        let mut c = scanned("n", 0, vec![check("a", CheckStatus::Pass, "1")]);
+        if let Some(s) = c.status.as_mut() {
+            s.summary.fail = 3;
+        }
+        let r = evaluate(
+            &[node("n", &[])],
+            &[c],
+            &[],
+            &spec(HardeningMode::Audit, vec![]),
+            ts(NOW),
+        )
+        .unwrap();
+        assert_eq!(
+            r.nodes[0].state,
+            NodeState::Failing {
+                checks: vec!["(3 more not listed)".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn deviation_table() {
+        use CheckStatus::*;
+        use DeviationAction::*;
+        let live = NOW + 86_400;
+        let dead = NOW;
+        // (check, deviation, counts against the node?)
+        let cases = [
+            (check("x", Fail, "0"), None, true),
+            (check("x", Fail, "0"), Some((Disable, None, live)), false),
+            (check("x", Error, "?"), Some((Disable, None, live)), false),
+            (check("x", Fail, "0"), Some((Disable, None, dead)), true),
+            (
+                check("x", Fail, "0"),
+                Some((Override, Some("0"), live)),
+                false,
+            ),
+            (
+                check("x", Fail, " 0 "),
+                Some((Override, Some("0 "), live)),
+                false,
+            ),
+            (
+                check("x", Pass, "1"),
+                Some((Override, Some("0"), live)),
+                true,
+            ),
+            (
+                check("x", Error, "0"),
+                Some((Override, Some("0"), live)),
+                true,
+            ),
+            (
+                check("x", Fail, "0"),
+                Some((Override, Some("0"), dead)),
+                true,
+            ),
+            (check("x", Fail, "0"), Some((Override, None, live)), true),
+        ];
+        for (i, (c, dev, counts)) in cases.into_iter().enumerate() {
+            let devs = dev
+                .map(|(a, e, x)| vec![deviation("x", a, e, x)])
+                .unwrap_or_default();
+            let r = evaluate(
+                &[node("n", &[])],
+                &[scanned("n", 0, vec![c])],
+                &[],
+                &spec(HardeningMode::Enforce, devs),
+                ts(NOW),
+            )
+            .unwrap();
+            assert_eq!(r.nodes[0].checks_failed == 1, counts, "case {i}");
+        }
+    }
+
+    #[test]
+    fn expired_deviations_are_reported_and_live_ones_counted() {
+        let r = evaluate(
+            &[],
+            &[],
+            &[],
+            &spec(
+                HardeningMode::Audit,
+                vec![
+                    deviation("b", DeviationAction::Disable, None, NOW - 1),
+                    deviation("a", DeviationAction::Disable, None, NOW + 1),
+                ],
+            ),
+            ts(NOW),
+        )
+        .unwrap();
+        assert_eq!(r.active_deviations, vec!["a".to_string()]);
+        assert_eq!(r.expired_deviations.len(), 1);
+        assert_eq!(r.expired_deviations[0].check_id, "b");
+        assert_eq!(r.expired_deviations[0].ticket, "SEC-1");
+        assert_eq!(expired_deviation_gauges(&r).get("b"), Some(&1));
+    }
+
+    #[test]
+    fn labels_and_selection_by_mode() {
+        use HardeningMode::*;
+        let nodes = [
+            node("good", &[("pool", "data")]),
+            node("drifted", &[("pool", "data"), (HARDENED_LABEL, "true")]),
+            node("new", &[("pool", "data")]),
+            node("other", &[(HARDENED_LABEL, "true")]),
+        ];
+        let scans = [
+            scanned("good", 0, vec![check("a", CheckStatus::Pass, "")]),
+            scanned("drifted", 0, vec![check("a", CheckStatus::Fail, "")]),
+            scanned("other", 0, vec![check("a", CheckStatus::Pass, "")]),
+        ];
+        for mode in [Audit, Enforce] {
+            let mut s = spec(mode, vec![]);
+            s.node_selector = [("pool".to_string(), "data".to_string())].into();
+            let r = evaluate(&nodes, &scans, &[], &s, ts(NOW)).unwrap();
+            let label: BTreeMap<_, _> = r
+                .nodes
+                .iter()
+                .map(|v| (v.node.as_str(), v.desired_label))
+                .collect();
+            assert!(label["good"]);
+            assert!(
+                !label["drifted"],
+                "{mode:?}: a failing node loses its label at once"
+            );
+            assert!(!label["new"]);
+            assert!(!label["other"], "unselected nodes are never hardened");
+            assert_eq!((r.hardened_count, r.node_count), (1, 3));
+            assert_eq!(r.hardened_nodes_text(), "1/3");
+            let updates: Vec<_> = r
+                .nodes
+                .iter()
+                .filter(|v| v.label_needs_update())
+                .map(|v| v.node.as_str())
+                .collect();
+            assert_eq!(updates, vec!["drifted", "good", "new", "other"]);
+        }
+    }
+
+    #[test]
+    fn evictions_only_in_enforce_and_sensitive_pods_by_current_label() {
+        let nodes = [
+            node("hard", &[(HARDENED_LABEL, "true")]),
+            node("soft", &[(HARDENED_LABEL, "false")]),
+            node("falling", &[(HARDENED_LABEL, "true")]),
+        ];
+        let scans = [
+            scanned("hard", 0, vec![]),
+            scanned("soft", 0, vec![check("a", CheckStatus::Fail, "")]),
+            scanned("falling", 0, vec![check("a", CheckStatus::Fail, "")]),
+        ];
+        let mut done = pod("icu", "finished", "soft", Some("L5"));
+        done.finished_or_terminating = true;
+        let pods = [
+            pod("icu", "p-hard", "hard", Some("L4")),
+            pod("icu", "p-soft", "soft", Some("L3")),
+            pod("lab", "p-soft-l2", "soft", Some("L2")),
+            pod("lab", "p-soft-none", "soft", None),
+            pod("lab", "p-soft-bad", "soft", Some("l4")),
+            pod("lab", "p-falling", "falling", Some("L5")),
+            pod("lab", "p-unknown-node", "ghost", Some("L4")),
+            done,
+        ];
+        let names = |v: &[PodRef]| v.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+        let audit = evaluate(
+            &nodes,
+            &scans,
+            &pods,
+            &spec(HardeningMode::Audit, vec![]),
+            ts(NOW),
+        )
+        .unwrap();
+        assert!(audit.evictions.is_empty());
+        assert_eq!(
+            names(&audit.sensitive_on_unhardened),
+            vec!["p-soft", "p-unknown-node"]
+        );
+        assert_eq!(
+            audit.sensitive_on_unhardened_by_namespace.get("icu"),
+            Some(&1)
+        );
+        assert_eq!(
+            audit.sensitive_on_unhardened_by_namespace.get("lab"),
+            Some(&1)
+        );
+        let enforce = evaluate(
+            &nodes,
+            &scans,
+            &pods,
+            &spec(HardeningMode::Enforce, vec![]),
+            ts(NOW),
+        )
+        .unwrap();
+        assert_eq!(
+            names(&enforce.evictions),
+            vec!["p-soft", "p-falling", "p-unknown-node"]
+        );
+    }
+
+    #[test]
+    fn bad_interval_is_an_error_naming_the_field() {
+        let mut s = spec(HardeningMode::Audit, vec![]);
+        s.interval = "soon".into();
+        let e = evaluate(&[], &[], &[], &s, ts(NOW)).unwrap_err();
+        assert!(e.to_string().contains("spec.hardening.interval"));
+    }
 }

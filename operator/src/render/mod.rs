@@ -6,6 +6,7 @@ pub mod common;
 pub mod data_source;
 pub mod network;
 pub mod pipeline;
+pub mod platform;
 pub mod pod_security;
 pub mod settings;
 pub mod tier_claim;
