@@ -35,6 +35,10 @@ pub struct RunArgs {
     /// How often healthy objects are re-checked, in seconds.
     #[arg(long, default_value_t = 300)]
     pub resync_secs: u64,
+    /// The namespace the operator runs in; the Platform's namespaced children (node agent, log
+    /// collection, alert rules) go there.
+    #[arg(long, default_value = crate::render::platform::DEFAULT_NAMESPACE, env = "MEDPLAT_OPERATOR_NAMESPACE")]
+    pub operator_namespace: String,
     /// How long in-flight reconciles may take to finish after a shutdown signal, in seconds.
     #[arg(long, default_value_t = 20)]
     pub shutdown_grace_secs: u64,
@@ -52,6 +56,7 @@ impl RunArgs {
             namespace: self.namespace.clone(),
             probe_timeout: Duration::from_secs(self.probe_timeout_secs),
             resync: Duration::from_secs(self.resync_secs),
+            operator_namespace: self.operator_namespace.clone(),
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct Settings {
     pub probe_timeout: Duration,
     /// How often a healthy object is re-checked (probes, expiry, drift of external state).
     pub resync: Duration,
+    /// The namespace the operator runs in; the Platform's namespaced children go there.
+    pub operator_namespace: String,
 }
 
 impl Default for Settings {
@@ -44,6 +46,7 @@ impl Default for Settings {
             namespace: None,
             probe_timeout: Duration::from_secs(3),
             resync: Duration::from_secs(300),
+            operator_namespace: crate::render::platform::DEFAULT_NAMESPACE.to_string(),
         }
     }
 }

@@ -239,6 +239,9 @@ impl Operator {
                 .for_each(|_| futures::future::ready(()))
         };
 
+        // Platform: cluster guard rails (see `start_platform` below).
+        let platform = start_platform(&ctx, tiers_sub.clone(), shutdown.clone())?;
+
         let run = async move {
             let watches = futures::future::join5(
                 drive_children,
@@ -249,7 +252,12 @@ impl Operator {
             )
             .map(|_| ());
             let controllers = async move {
-                futures::join!(tier_controller, source_controller, policy_controller);
+                futures::join!(
+                    tier_controller,
+                    source_controller,
+                    policy_controller,
+                    platform
+                );
             };
             tokio::select! {
                 _ = watches => {},
@@ -258,4 +266,131 @@ impl Operator {
         };
         Ok((Operator { context: ctx }, run))
     }
+}
+
+// ---- Platform: node hardening, log collection, alerting, and the sensitive-pod watch -------------
+
+/// Starts the Platform controller, its own watches (Platforms, Nodes, NodeCompliance objects,
+/// pods labelled `medplat.io/level`, CRDs) and the cluster-wide sensitive-pod watch. The
+/// returned future ends when the controller has shut down.
+///
+/// The Platform is cluster-wide: an operator restricted to one namespace (`--namespace`) does
+/// not run it, because its child caches would not see the Platform's children in the operator
+/// namespace and node hardening needs cluster-wide access anyway.
+fn start_platform(
+    ctx: &Arc<Context>,
+    tiers_sub: ReflectHandle<DeserializeGuard<StorageTier>>,
+    shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static,
+) -> Result<futures::future::BoxFuture<'static, ()>, OperatorError> {
+    use super::platform::{self, PlatformState, discovery, sensitive_pods, watches};
+    use crate::api::Platform;
+
+    if let Some(ns) = &ctx.settings.namespace {
+        tracing::info!(namespace = %ns, "watching one namespace: the Platform controller (node hardening, log collection, alerting) is off");
+        return Ok(futures::future::ready(()).boxed());
+    }
+    let (w, drive_watches) = watches::PlatformWatches::start(&ctx.client)
+        .ok_or(OperatorError::Subscribe("Platform watches"))?;
+    let platforms = w.platforms.store.clone();
+    let platforms_sub = w.platforms.subscribe();
+    let nodes_sub = w.nodes.subscribe();
+    let nodes_deleted = w.nodes.deleted();
+    let compliances_sub = w.compliances.subscribe();
+    let compliances_deleted = w.compliances.deleted();
+    let pods_sub = w.pods.subscribe();
+    let crds_sub = w.crds.subscribe();
+    // Every change that can move a pod on or off an unhardened node, plus a periodic tick in
+    // case a wake-up was lost.
+    let pod_changes = futures::stream::select_all([
+        w.pods.subscribe().map(|_| ()).boxed(),
+        w.pods.deleted().map(|_| ()).boxed(),
+        w.nodes.subscribe().map(|_| ()).boxed(),
+        w.nodes.deleted().map(|_| ()).boxed(),
+        futures::stream::unfold((), |()| async {
+            tokio::time::sleep(sensitive_pods::RECHECK).await;
+            Some(((), ()))
+        })
+        .boxed(),
+    ])
+    .take_until(shutdown.clone());
+    let sensitive = sensitive_pods::run(
+        ctx.clone(),
+        w.nodes.store.clone(),
+        w.pods.store.clone(),
+        pod_changes,
+    );
+    let state = Arc::new(PlatformState::new(w, ctx.settings.resync));
+    let default = || ObjectRef::<DeserializeGuard<Platform>>::new(crate::api::PLATFORM_NAME);
+    let children = &ctx.children;
+    // Only the Platform makes PrometheusRules and ServiceMonitors.
+    let monitoring_changes = futures::stream::select(
+        children.prometheus_rules.changes(),
+        children.service_monitors.changes(),
+    )
+    .map(move |()| default());
+    let state_for_crds = state.clone();
+    // Owned children trigger on change and on deletion, so a deleted child is recreated now.
+    let controller = Controller::for_shared_stream(platforms_sub, platforms)
+        .owns_shared_stream(children.config_maps.subscribe())
+        .owns_shared_stream(children.config_maps.deleted())
+        .owns_shared_stream(children.service_accounts.subscribe())
+        .owns_shared_stream(children.service_accounts.deleted())
+        .owns_shared_stream(children.services.subscribe())
+        .owns_shared_stream(children.services.deleted())
+        .owns_shared_stream(children.daemon_sets.subscribe())
+        .owns_shared_stream(children.daemon_sets.deleted())
+        .owns_shared_stream(children.stateful_sets.subscribe())
+        .owns_shared_stream(children.stateful_sets.deleted())
+        .owns_shared_stream(children.cluster_roles.subscribe())
+        .owns_shared_stream(children.cluster_roles.deleted())
+        .owns_shared_stream(children.cluster_role_bindings.subscribe())
+        .owns_shared_stream(children.cluster_role_bindings.deleted())
+        .owns_shared_stream(children.admission_policies.subscribe())
+        .owns_shared_stream(children.admission_policies.deleted())
+        .owns_shared_stream(children.admission_policy_bindings.subscribe())
+        .owns_shared_stream(children.admission_policy_bindings.deleted())
+        .reconcile_on(monitoring_changes)
+        .watches_shared_stream(nodes_sub, move |_| Some(default()))
+        .watches_shared_stream(nodes_deleted, move |_| Some(default()))
+        .watches_shared_stream(compliances_sub, move |_| Some(default()))
+        .watches_shared_stream(compliances_deleted, move |_| Some(default()))
+        .watches_shared_stream(tiers_sub, move |_| Some(default()))
+        .watches_shared_stream(pods_sub, move |pod| {
+            // Only sensitive pods can need an eviction.
+            pod.labels()
+                .get(crate::policy::hardening::LEVEL_LABEL)
+                .and_then(|l| crate::api::Level::parse(l))
+                .is_some_and(|l| l.is_sensitive())
+                .then(default)
+        })
+        .watches_shared_stream(crds_sub, move |crd| {
+            if !crd.name_any().ends_with(discovery::MONITORING_CRD_SUFFIX) {
+                return None;
+            }
+            state_for_crds.discovery.invalidate();
+            Some(default())
+        })
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .debounce(std::time::Duration::from_millis(100)),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(
+            move |o, c| {
+                let state = state.clone();
+                instrumented(platform::CONTROLLER, o, c, move |o, c| {
+                    platform::reconcile(o, c, state)
+                })
+            },
+            error_policy(platform::CONTROLLER),
+            ctx.clone(),
+        )
+        .for_each(|_| futures::future::ready(()));
+    Ok(async move {
+        tokio::select! {
+            _ = drive_watches => {},
+            _ = futures::future::join(controller, sensitive) => {},
+        }
+    }
+    .boxed())
 }
