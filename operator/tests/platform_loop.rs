@@ -14,6 +14,7 @@ mod prometheus_e2e;
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -499,6 +500,42 @@ async fn a_deleted_child_is_recreated_at_once() {
     .await;
     assert!(ok, "the deleted DaemonSet is recreated");
     h.stop().await;
+}
+
+/// The shared child caches keep following their watch after more changes than a shared
+/// stream buffers (1024), even though the subscription handles they keep for later
+/// subscribers are never read by anyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_caches_keep_up_past_the_shared_stream_buffer() {
+    let sim = kubesim::Sim::builder().start().await.unwrap();
+    let client = sim.client();
+    let (stores, drive) = medplat::controller::children::ChildStores::start(&client, None).unwrap();
+    let task = tokio::spawn(drive);
+    stores.wait_until_ready().await;
+    const N: usize = 1100;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let writes = futures::stream::iter(0..N).for_each_concurrent(16, |i| {
+        let cms = cms.clone();
+        async move {
+            let cm: ConfigMap = serde_json::from_value(json!({
+                "metadata": {"name": format!("cm-{i}"), "labels": {"app.kubernetes.io/managed-by": "medplat"}}
+            }))
+            .unwrap();
+            cms.create(&Default::default(), &cm).await.unwrap();
+        }
+    });
+    writes.await;
+    let ok = wait_for(Duration::from_secs(30), || async {
+        stores.config_maps.store.state().len() >= N
+    })
+    .await;
+    assert!(
+        ok,
+        "the ConfigMap cache stalled at {} of {N}",
+        stores.config_maps.store.state().len()
+    );
+    task.abort();
+    sim.shutdown().await;
 }
 
 /// After everything settled, reconciles triggered by unrelated changes write nothing: not a

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
@@ -225,10 +225,7 @@ const SHARED_BUFFER: usize = 1024;
 /// future.
 fn child_kind_from<K>(
     api: Api<PartialObjectMeta<K>>,
-) -> Option<(
-    ChildKind<K>,
-    impl std::future::Future<Output = ()> + Send + use<K>,
-)>
+) -> Option<(ChildKind<K>, futures::future::BoxFuture<'static, ()>)>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
@@ -246,9 +243,11 @@ where
             observer.observe(&ev);
             futures::future::ready(())
         });
+    // Boxed: kept on the heap, so building many watches does not grow the caller's stack.
     let drive = async move {
         futures::join!(stream, drain);
-    };
+    }
+    .boxed();
     Some((
         ChildKind {
             store,
@@ -263,10 +262,7 @@ where
 fn child_kind<K>(
     client: &Client,
     namespace: Option<&str>,
-) -> Option<(
-    ChildKind<K>,
-    impl std::future::Future<Output = ()> + Send + use<K>,
-)>
+) -> Option<(ChildKind<K>, futures::future::BoxFuture<'static, ()>)>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -286,10 +282,7 @@ where
 /// Starts a metadata watch of cluster-scoped `K` children.
 fn cluster_child_kind<K>(
     client: &Client,
-) -> Option<(
-    ChildKind<K>,
-    impl std::future::Future<Output = ()> + Send + use<K>,
-)>
+) -> Option<(ChildKind<K>, futures::future::BoxFuture<'static, ()>)>
 where
     K: Resource<DynamicType = (), Scope = ClusterResourceScope>
         + Clone
@@ -372,10 +365,7 @@ fn dynamic_child_kind(
     client: &Client,
     namespace: Option<&str>,
     resource: ApiResource,
-) -> Option<(
-    DynamicChildKind,
-    impl std::future::Future<Output = ()> + Send + use<>,
-)> {
+) -> Option<(DynamicChildKind, futures::future::BoxFuture<'static, ()>)> {
     let api: Api<PartialObjectMeta<DynamicObject>> = match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
         None => Api::all_with(client.clone(), &resource),
@@ -398,7 +388,8 @@ fn dynamic_child_kind(
                 let _ = tx.send(());
             }
             futures::future::ready(())
-        });
+        })
+        .boxed();
     Some((
         DynamicChildKind {
             resource,

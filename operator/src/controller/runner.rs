@@ -318,7 +318,8 @@ fn start_platform(
         w.nodes.store.clone(),
         w.pods.store.clone(),
         pod_changes,
-    );
+    )
+    .boxed();
     let state = Arc::new(PlatformState::new(w, ctx.settings.resync));
     let default = || ObjectRef::<DeserializeGuard<Platform>>::new(crate::api::PLATFORM_NAME);
     let children = &ctx.children;
@@ -385,7 +386,8 @@ fn start_platform(
             error_policy(platform::CONTROLLER),
             ctx.clone(),
         )
-        .for_each(|_| futures::future::ready(()));
+        .for_each(|_| futures::future::ready(()))
+        .boxed();
     Ok(async move {
         tokio::select! {
             _ = drive_watches => {},

@@ -69,7 +69,7 @@ pub async fn start(nodes: &[&str]) -> Harness {
         operator_namespace: OPERATOR_NS.into(),
         ..Settings::default()
     };
-    let (operator, run) = start_operator(client.clone(), settings, shutdown.clone());
+    let (operator, run) = Operator::start(client.clone(), settings, shutdown.clone()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_addr = listener.local_addr().unwrap();
     let ctx = operator.context.clone();
@@ -85,26 +85,6 @@ pub async fn start(nodes: &[&str]) -> Harness {
         stop: Some(stop),
         task: Some(task),
     }
-}
-
-/// `Operator::start` needs more than a test thread's 2 MiB of stack in debug builds (it builds
-/// every controller's streams by value), so it runs on a thread with a larger stack.
-fn start_operator(
-    client: Client,
-    settings: Settings,
-    shutdown: Shared<BoxFuture<'static, ()>>,
-) -> (Operator, BoxFuture<'static, ()>) {
-    let runtime = tokio::runtime::Handle::current();
-    std::thread::Builder::new()
-        .stack_size(64 << 20)
-        .spawn(move || {
-            let _entered = runtime.enter();
-            let (operator, run) = Operator::start(client, settings, shutdown).unwrap();
-            (operator, run.boxed())
-        })
-        .unwrap()
-        .join()
-        .unwrap()
 }
 
 impl Harness {

@@ -8,7 +8,7 @@
 use std::fmt::Debug;
 use std::future::Future;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, PodStatus};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
@@ -52,7 +52,7 @@ fn shared<K>(
     api: Api<K>,
     config: watcher::Config,
     trim: impl FnMut(&mut K) + Send + 'static,
-) -> Option<(Shared<K>, impl Future<Output = ()> + Send + 'static)>
+) -> Option<(Shared<K>, futures::future::BoxFuture<'static, ()>)>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
@@ -68,9 +68,11 @@ where
             observer.observe(&ev);
             futures::future::ready(())
         });
+    // Boxed: kept on the heap, so building the watches does not grow the caller's stack.
     let drive = async move {
         futures::join!(stream, drain);
-    };
+    }
+    .boxed();
     Some((
         Shared {
             store,
