@@ -284,6 +284,8 @@ fn start_platform(
 ) -> Result<futures::future::BoxFuture<'static, ()>, OperatorError> {
     use super::platform::{self, PlatformState, discovery, sensitive_pods, watches};
     use crate::api::Platform;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::core::PartialObjectMeta;
 
     if let Some(ns) = &ctx.settings.namespace {
         tracing::info!(namespace = %ns, "watching one namespace: the Platform controller (node hardening, log collection, alerting) is off");
@@ -299,6 +301,7 @@ fn start_platform(
     let compliances_deleted = w.compliances.deleted();
     let pods_sub = w.pods.subscribe();
     let crds_sub = w.crds.subscribe();
+    let crds_deleted = w.crds.deleted();
     // Every change that can move a pod on or off an unhardened node, plus a periodic tick in
     // case a wake-up was lost.
     let pod_changes = futures::stream::select_all([
@@ -329,7 +332,17 @@ fn start_platform(
         children.service_monitors.changes(),
     )
     .map(move |()| default());
-    let state_for_crds = state.clone();
+    // A CRD of the Prometheus operator came, changed or went: discovery must be asked again.
+    let monitoring_crd = {
+        let state = state.clone();
+        move |crd: Arc<PartialObjectMeta<CustomResourceDefinition>>| {
+            if !crd.name_any().ends_with(discovery::MONITORING_CRD_SUFFIX) {
+                return None;
+            }
+            state.discovery.invalidate();
+            Some(default())
+        }
+    };
     // Owned children trigger on change and on deletion, so a deleted child is recreated now.
     let controller = Controller::for_shared_stream(platforms_sub, platforms)
         .owns_shared_stream(children.config_maps.subscribe())
@@ -364,13 +377,8 @@ fn start_platform(
                 .is_some_and(|l| l.is_sensitive())
                 .then(default)
         })
-        .watches_shared_stream(crds_sub, move |crd| {
-            if !crd.name_any().ends_with(discovery::MONITORING_CRD_SUFFIX) {
-                return None;
-            }
-            state_for_crds.discovery.invalidate();
-            Some(default())
-        })
+        .watches_shared_stream(crds_sub, monitoring_crd.clone())
+        .watches_shared_stream(crds_deleted, monitoring_crd)
         .with_config(
             kube::runtime::controller::Config::default()
                 .debounce(std::time::Duration::from_millis(100)),

@@ -154,10 +154,18 @@ pub async fn reconcile(
     }
 
     // apply
-    let outcome = ctx
+    let outcome = match ctx
         .applier(FIELD_MANAGER)
         .apply_keeping(&uid, plan.children(), &plan.prune_kinds, |c| plan.keeps(c))
-        .await?;
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            // An optional API may have gone since discovery was cached: ask again next time.
+            state.discovery.invalidate();
+            return Err(e);
+        }
+    };
     if !outcome.applied.is_empty() || !outcome.pruned.is_empty() {
         tracing::info!(applied = ?outcome.applied, pruned = ?outcome.pruned, "platform children changed");
     }
