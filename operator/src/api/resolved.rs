@@ -39,7 +39,7 @@ impl Mounts {
     pub fn in_cluster() -> Self {
         Mounts {
             tiers_root: "/data/tiers".into(),
-            secrets_root: "/etc/medplat/secrets".into(),
+            secrets_root: "/var/run/secrets/medplat".into(),
         }
     }
 
@@ -511,12 +511,12 @@ spec:
         assert_eq!(doc.policies.len(), 1);
         assert_eq!(doc.policies[0].name, "mine");
         let deid = &doc.secrets["deid"];
-        assert_eq!(deid.path, "/etc/medplat/secrets/deid");
+        assert_eq!(deid.path, "/var/run/secrets/medplat/deid");
         assert_eq!(
             deid.keys.iter().collect::<Vec<_>>(),
             ["date-shift-key", "hmac-key"]
         );
-        assert_eq!(deid.file("hmac-key"), "/etc/medplat/secrets/deid/hmac-key");
+        assert_eq!(deid.file("hmac-key"), "/var/run/secrets/medplat/deid/hmac-key");
         assert!(doc.secrets["link"].keys.contains("k"));
     }
 

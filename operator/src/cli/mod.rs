@@ -1,5 +1,6 @@
 //! The `medplat` command line: one subcommand per job, each in its own file.
 
+pub mod check;
 pub mod crd;
 
 use std::process::ExitCode;
@@ -20,12 +21,15 @@ pub struct Cli {
 pub enum Command {
     /// Print every CRD as one YAML stream, or write one file per CRD with --out.
     Crd(crd::CrdArgs),
+    /// Validate manifests offline: CRD schemas, CEL rules and the classification policy.
+    Check(check::CheckArgs),
 }
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Crd(args) => report(crd::run(&args)),
+        Command::Check(args) => check::run(&args),
     }
 }
 
