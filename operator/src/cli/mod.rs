@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod crd;
+pub mod worker;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,8 @@ pub enum Command {
     Crd(crd::CrdArgs),
     /// Validate manifests offline: CRD schemas, CEL rules and the classification policy.
     Check(check::CheckArgs),
+    /// The data plane: run a pipeline, or serve an HL7 v2 MLLP listener.
+    Worker(worker::WorkerArgs),
 }
 
 /// Runs the parsed command line and returns the process exit code.
@@ -30,6 +33,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Crd(args) => report(crd::run(&args)),
         Command::Check(args) => check::run(&args),
+        Command::Worker(args) => worker::run(&args),
     }
 }
 

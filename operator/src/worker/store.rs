@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path as ObjectPath;
 
 use super::manifest::RunManifest;
@@ -53,7 +53,7 @@ pub enum StoreError {
     },
 }
 
-fn io(action: &'static str, path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+fn io<'a>(action: &'static str, path: &'a Path) -> impl Fn(std::io::Error) -> StoreError + 'a {
     move |source| StoreError::Io {
         action,
         path: path.to_path_buf(),
