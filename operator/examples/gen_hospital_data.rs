@@ -36,8 +36,13 @@ impl Rng {
     }
 }
 
-const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡", "郭"];
-const GIVEN: &[&str] = &["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超", "秀英", "桂英", "建华"];
+const SURNAMES: &[&str] = &[
+    "王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡", "郭",
+];
+const GIVEN: &[&str] = &[
+    "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明",
+    "超", "秀英", "桂英", "建华",
+];
 const REGIONS: &[(&str, &str)] = &[
     ("110105", "北京市朝阳区建国路"),
     ("110108", "北京市海淀区中关村大街"),
@@ -66,19 +71,34 @@ struct Person {
 fn resident_id(region: &str, birth: (i32, u32, u32), seq: u64, female: bool) -> String {
     // The 17th digit is odd for men and even for women (GB 11643).
     let order = (seq % 99) * 10 + if female { 2 } else { 1 };
-    let first17 = format!("{region}{:04}{:02}{:02}{order:03}", birth.0, birth.1, birth.2);
-    let check = resident_id_check_char(first17.as_bytes()).map(char::from).unwrap_or('0');
+    let first17 = format!(
+        "{region}{:04}{:02}{:02}{order:03}",
+        birth.0, birth.1, birth.2
+    );
+    let check = resident_id_check_char(first17.as_bytes())
+        .map(char::from)
+        .unwrap_or('0');
     format!("{first17}{check}")
 }
 
-fn person(rng: &mut Rng, i: u64, gender: &'static str, birth: (i32, u32, u32), region: (&'static str, &'static str)) -> Person {
+fn person(
+    rng: &mut Rng,
+    i: u64,
+    gender: &'static str,
+    birth: (i32, u32, u32),
+    region: (&'static str, &'static str),
+) -> Person {
     let name = format!("{}{}", rng.pick(SURNAMES), rng.pick(GIVEN));
     Person {
         patient_id: format!("P{:06}", 100_000 + i),
         inpatient_no: format!("ZY{:07}", 2_026_000 + i),
         name,
         id_card: resident_id(region.0, birth, i, gender == "F"),
-        phone: format!("1{}{:09}", rng.pick(&[3, 5, 7, 8, 9]), rng.below(1_000_000_000)),
+        phone: format!(
+            "1{}{:09}",
+            rng.pick(&[3, 5, 7, 8, 9]),
+            rng.below(1_000_000_000)
+        ),
         gender,
         birth,
         region,
@@ -87,7 +107,8 @@ fn person(rng: &mut Rng, i: u64, gender: &'static str, birth: (i32, u32, u32), r
 
 fn write(path: &Path, bytes: &[u8]) {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("create {}: {e}", parent.display()));
+        std::fs::create_dir_all(parent)
+            .unwrap_or_else(|e| panic!("create {}: {e}", parent.display()));
     }
     std::fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
@@ -95,27 +116,63 @@ fn write(path: &Path, bytes: &[u8]) {
 /// LIS results: GB18030 CSV with duplicates (re-reported results), messy codes and dates.
 fn lis(rng: &mut Rng, people: &[Person], out: &Path) {
     for (day, file) in [(26u32, "2026-11-26.csv"), (27, "2026-11-27.csv")] {
-        let mut csv = String::from("specimen_id,patient_id,inpatient_no,patient_name,id_card,gender,birth_date,test_code,test_name,result_value,unit,reference_range,abnormal_flag,collected_at,reported_at,dept_code\r\n");
+        let mut csv = String::from(
+            "specimen_id,patient_id,inpatient_no,patient_name,id_card,gender,birth_date,test_code,test_name,result_value,unit,reference_range,abnormal_flag,collected_at,reported_at,dept_code\r\n",
+        );
         for (i, p) in people.iter().enumerate().take(40) {
             let specimen = format!("S{day}{i:04}");
             for t in 0..3 {
                 let (code, name, unit, range, lo, hi) = TESTS[(i + t) % TESTS.len()];
                 let value = lo + (hi - lo) * (rng.below(1000) as f64 / 1000.0);
-                let value = if rng.below(25) == 0 { "未测".to_string() } else { format!("{value:.1}") };
-                let collected = format!("202611{day:02}{:02}{:02}00", 6 + rng.below(3), rng.below(60));
-                let reported = format!("2026-11-{day:02} {:02}:{:02}:00", 10 + rng.below(4), rng.below(60));
-                let code_messy = if rng.below(4) == 0 { format!(" {code} ") } else { code.to_string() };
-                let id = if i % 17 == 5 { format!("{}0", &p.id_card[..17]) } else { p.id_card.clone() };
-                let id = if id.ends_with('X') && i % 2 == 0 { id.to_lowercase() } else { id };
+                let value = if rng.below(25) == 0 {
+                    "未测".to_string()
+                } else {
+                    format!("{value:.1}")
+                };
+                let collected = format!(
+                    "202611{day:02}{:02}{:02}00",
+                    6 + rng.below(3),
+                    rng.below(60)
+                );
+                let reported = format!(
+                    "2026-11-{day:02} {:02}:{:02}:00",
+                    10 + rng.below(4),
+                    rng.below(60)
+                );
+                let code_messy = if rng.below(4) == 0 {
+                    format!(" {code} ")
+                } else {
+                    code.to_string()
+                };
+                let id = if i % 17 == 5 {
+                    format!("{}0", &p.id_card[..17])
+                } else {
+                    p.id_card.clone()
+                };
+                let id = if id.ends_with('X') && i % 2 == 0 {
+                    id.to_lowercase()
+                } else {
+                    id
+                };
                 let line = format!(
                     "{specimen},{},{},{} ,{id},{},{:04}{:02}{:02},{code_messy},{name},{value},{unit},{range},,{collected},{reported},D{:02}\r\n",
-                    p.patient_id, p.inpatient_no, p.name, p.gender, p.birth.0, p.birth.1, p.birth.2, 1 + i % 6
+                    p.patient_id,
+                    p.inpatient_no,
+                    p.name,
+                    p.gender,
+                    p.birth.0,
+                    p.birth.1,
+                    p.birth.2,
+                    1 + i % 6
                 );
                 csv.push_str(&line);
                 // A corrected result reported later for the same specimen and test: dedupe keeps it.
                 if t == 0 && i % 10 == 3 {
                     let later = format!("2026-11-{day:02} 16:{:02}:00", rng.below(60));
-                    csv.push_str(&line.replace(&format!(",{collected},{reported},"), &format!(",{collected},{later},")));
+                    csv.push_str(&line.replace(
+                        &format!(",{collected},{reported},"),
+                        &format!(",{collected},{later},"),
+                    ));
                 }
             }
         }
@@ -145,8 +202,23 @@ fn emr(rng: &mut Rng, out: &Path) -> usize {
             }
         }
     }
-    let outliers = [("F", 1931, REGIONS[2], 1u64), ("M", 1999, REGIONS[3], 1), ("F", 2001, REGIONS[3], 1), ("M", 1940, REGIONS[2], 1), ("F", 1994, REGIONS[2], 1), ("M", 1934, REGIONS[3], 1), ("F", 1938, REGIONS[3], 1), ("M", 1996, REGIONS[2], 1)];
-    const DX: &[(&str, &str)] = &[("I21.9", "急性心肌梗死"), ("I50.0", "充血性心力衰竭"), ("I48.x", "心房颤动"), ("I20.0", "不稳定型心绞痛"), ("I10.x", "原发性高血压")];
+    let outliers = [
+        ("F", 1931, REGIONS[2], 1u64),
+        ("M", 1999, REGIONS[3], 1),
+        ("F", 2001, REGIONS[3], 1),
+        ("M", 1940, REGIONS[2], 1),
+        ("F", 1994, REGIONS[2], 1),
+        ("M", 1934, REGIONS[3], 1),
+        ("F", 1938, REGIONS[3], 1),
+        ("M", 1996, REGIONS[2], 1),
+    ];
+    const DX: &[(&str, &str)] = &[
+        ("I21.9", "急性心肌梗死"),
+        ("I50.0", "充血性心力衰竭"),
+        ("I48.x", "心房颤动"),
+        ("I20.0", "不稳定型心绞痛"),
+        ("I10.x", "原发性高血压"),
+    ];
     for (gender, year, region, count) in profiles.into_iter().chain(outliers) {
         for _ in 0..count {
             n += 1;
@@ -184,7 +256,10 @@ fn emr(rng: &mut Rng, out: &Path) -> usize {
         }
     }
     text.push_str("{\"patient_id\": \"P999999\", \"name\": \"截断的记录\"\n");
-    write(&out.join("raw-l4/emr/discharge/2026-11.ndjson"), text.as_bytes());
+    write(
+        &out.join("raw-l4/emr/discharge/2026-11.ndjson"),
+        text.as_bytes(),
+    );
     n as usize
 }
 
@@ -193,7 +268,12 @@ fn adt(rng: &mut Rng, people: &[Person], out: &Path) {
     let dir = out.join("raw-l4/adt/inbox");
     for (i, p) in people.iter().enumerate().take(24) {
         let event = ["A01", "A02", "A03", "A08"][i % 4];
-        let admit = format!("202611{:02}{:02}{:02}00", 20 + i % 7, 8 + rng.below(10), rng.below(60));
+        let admit = format!(
+            "202611{:02}{:02}{:02}00",
+            20 + i % 7,
+            8 + rng.below(10),
+            rng.below(60)
+        );
         let msg = format!(
             "MSH|^~\\&|HIS|HOSP|MEDPLAT|HOSP|20261128{:02}{:02}00||ADT^{event}^ADT_A01|MSG{i:05}|P|2.5|||||CHN|GB18030\r\
 EVN|{event}|20261128{:02}{:02}00\r\
@@ -218,26 +298,48 @@ PV1|1|I|CARD^{:02}^01||||||||||||||||{}|||||||||||||||||||||||||{admit}\r",
             1 + i % 30,
             p.inpatient_no,
         );
-        write(&dir.join(format!("20261128T09{i:02}00-{i:04}.hl7")), &encode(&msg, Charset::Gb18030));
+        write(
+            &dir.join(format!("20261128T09{i:02}00-{i:04}.hl7")),
+            &encode(&msg, Charset::Gb18030),
+        );
     }
     // A message whose PID segment was cut off in transit: quarantined.
-    write(&dir.join("20261128T095900-9999.hl7"), &encode("MSH|^~\\&|HIS|HOSP|MEDPLAT|HOSP|20261128095900||ADT^A08|MSG99999|P|2.5\rEVN|A08|20261128095900\rPI\r", Charset::Gb18030));
+    write(
+        &dir.join("20261128T095900-9999.hl7"),
+        &encode(
+            "MSH|^~\\&|HIS|HOSP|MEDPLAT|HOSP|20261128095900||ADT^A08|MSG99999|P|2.5\rEVN|A08|20261128095900\rPI\r",
+            Charset::Gb18030,
+        ),
+    );
 }
 
 fn secrets(root: &Path) {
     let key = |label: &str| {
         // Development keys derived from their names: public, reproducible, useless in production.
-        let mut rng = Rng(label.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)));
-        (0..32).map(|_| format!("{:02x}", rng.below(256))).collect::<String>()
+        let mut rng = Rng(label.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        }));
+        (0..32)
+            .map(|_| format!("{:02x}", rng.below(256)))
+            .collect::<String>()
     };
     for s in ["lab-deid-keys", "research-deid-keys"] {
         for k in ["hmac-key", "encryption-key", "date-shift-key"] {
-            write(&root.join(s).join(k), format!("{}\n", key(&format!("{s}/{k}"))).as_bytes());
+            write(
+                &root.join(s).join(k),
+                format!("{}\n", key(&format!("{s}/{k}"))).as_bytes(),
+            );
         }
     }
-    write(&root.join("linkage-key/hmac-key"), format!("{}\n", key("linkage-key/hmac-key")).as_bytes());
+    write(
+        &root.join("linkage-key/hmac-key"),
+        format!("{}\n", key("linkage-key/hmac-key")).as_bytes(),
+    );
     write(&root.join("his-db-readonly/username"), b"his_readonly\n");
-    write(&root.join("his-db-readonly/password"), b"dev-only-not-a-real-password\n");
+    write(
+        &root.join("his-db-readonly/password"),
+        b"dev-only-not-a-real-password\n",
+    );
     write(
         &root.join("README.md"),
         "# Development-only keys — never use them with real data\n\n\
@@ -251,14 +353,21 @@ random keys (e.g. `openssl rand -hex 32`) and keep them out of Git.\n"
 }
 
 fn main() {
-    let root: PathBuf = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("examples/hospital"));
+    let root: PathBuf = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("examples/hospital"));
     let data = root.join("data");
     let _ = std::fs::remove_dir_all(&data);
     let mut rng = Rng(20_261_128);
     let people: Vec<Person> = (0..60)
         .map(|i| {
             let gender = if i % 2 == 0 { "M" } else { "F" };
-            let birth = (1940 + (rng.below(60) as i32), 1 + rng.below(12) as u32, 1 + rng.below(28) as u32);
+            let birth = (
+                1940 + (rng.below(60) as i32),
+                1 + rng.below(12) as u32,
+                1 + rng.below(28) as u32,
+            );
             let region = *rng.pick(REGIONS);
             person(&mut rng, i, gender, birth, region)
         })
@@ -267,5 +376,9 @@ fn main() {
     let n = emr(&mut rng, &data);
     adt(&mut rng, &people, &data);
     secrets(&root.join("secrets"));
-    eprintln!("wrote {} (EMR discharge records: {n}) and {}", data.display(), root.join("secrets").display());
+    eprintln!(
+        "wrote {} (EMR discharge records: {n}) and {}",
+        data.display(),
+        root.join("secrets").display()
+    );
 }

@@ -171,14 +171,14 @@ mod tests {
         assert_eq!(lines.len(), 2);
         let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
         assert_eq!(v["audit"], true);
-        assert_eq!(v["who"], "system:serviceaccount:clinical:medplat-pipeline-x");
+        assert_eq!(
+            v["who"],
+            "system:serviceaccount:clinical:medplat-pipeline-x"
+        );
         assert_eq!(v["action"], "read");
         assert_eq!(v["data"]["level"], "L4");
         assert_eq!(v["purpose"], "Treatment");
         assert_eq!(v["runId"], "r1");
-        assert_eq!(
-            serde_json::from_value::<AuditEvent>(v).unwrap(),
-            event
-        );
+        assert_eq!(serde_json::from_value::<AuditEvent>(v).unwrap(), event);
     }
 }

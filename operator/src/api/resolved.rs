@@ -423,7 +423,12 @@ mod tests {
         serde_yaml::from_str(s).unwrap()
     }
 
-    fn fixture() -> (Pipeline, Vec<DataSource>, Vec<StorageTier>, Vec<AccessPolicy>) {
+    fn fixture() -> (
+        Pipeline,
+        Vec<DataSource>,
+        Vec<StorageTier>,
+        Vec<AccessPolicy>,
+    ) {
         let pipeline: Pipeline = yaml(
             r#"
 apiVersion: medplat.io/v1alpha1
@@ -516,7 +521,10 @@ spec:
             deid.keys.iter().collect::<Vec<_>>(),
             ["date-shift-key", "hmac-key"]
         );
-        assert_eq!(deid.file("hmac-key"), "/var/run/secrets/medplat/deid/hmac-key");
+        assert_eq!(
+            deid.file("hmac-key"),
+            "/var/run/secrets/medplat/deid/hmac-key"
+        );
         assert!(doc.secrets["link"].keys.contains("k"));
     }
 
@@ -539,7 +547,10 @@ spec:
     fn missing_objects_are_named() {
         let (p, s, t, a) = fixture();
         let err = ResolvedPipeline::build(&p, &[], &t, &a, &Mounts::in_cluster()).unwrap_err();
-        assert!(err.to_string().contains("DataSource ns/src not found"), "{err}");
+        assert!(
+            err.to_string().contains("DataSource ns/src not found"),
+            "{err}"
+        );
         let err = ResolvedPipeline::build(&p, &s, &t[..1], &a, &Mounts::in_cluster()).unwrap_err();
         assert!(err.to_string().contains("StorageTier out"), "{err}");
     }

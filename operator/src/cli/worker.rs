@@ -67,7 +67,9 @@ pub struct RunArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerCliError {
     /// Neither mode was chosen.
-    #[error("give --config FILE, or --manifests DIR --pipeline NAME --local-root DIR --secrets DIR")]
+    #[error(
+        "give --config FILE, or --manifests DIR --pipeline NAME --local-root DIR --secrets DIR"
+    )]
     NoMode,
     /// The document could not be read.
     #[error("cannot read {}", path.display())]
@@ -120,7 +122,8 @@ pub fn run(args: &WorkerArgs) -> ExitCode {
             Err(e) => super::report::<WorkerCliError>(Err(e)),
         },
         WorkerCommand::Listen(a) => {
-            let result = runtime().and_then(|rt| rt.block_on(mllp::listen(a)).map_err(WorkerCliError::from));
+            let result =
+                runtime().and_then(|rt| rt.block_on(mllp::listen(a)).map_err(WorkerCliError::from));
             super::report(result)
         }
     }
@@ -133,15 +136,20 @@ fn run_pipeline(a: &RunArgs) -> Result<ExitCode, WorkerCliError> {
                 path: path.clone(),
                 source,
             })?;
-            let doc = ResolvedPipeline::from_json(&text).map_err(|source| WorkerCliError::Parse {
-                path: path.clone(),
-                source,
-            })?;
-            let log = a.termination_log.clone().or_else(|| Some(PathBuf::from("/dev/termination-log")));
+            let doc =
+                ResolvedPipeline::from_json(&text).map_err(|source| WorkerCliError::Parse {
+                    path: path.clone(),
+                    source,
+                })?;
+            let log = a
+                .termination_log
+                .clone()
+                .or_else(|| Some(PathBuf::from("/dev/termination-log")));
             (doc, log)
         }
         (None, Some(dir)) => {
-            let (Some(name), Some(root), Some(secrets)) = (&a.pipeline, &a.local_root, &a.secrets) else {
+            let (Some(name), Some(root), Some(secrets)) = (&a.pipeline, &a.local_root, &a.secrets)
+            else {
                 return Err(WorkerCliError::NoMode);
             };
             let doc = local::resolve_from_manifests(dir, &a.namespace, name, root, secrets)?;
@@ -151,8 +159,15 @@ fn run_pipeline(a: &RunArgs) -> Result<ExitCode, WorkerCliError> {
     };
     let rt = runtime()?;
     let opts = RunOptions {
-        run_id: a.run_id.clone().or_else(|| std::env::var("MEDPLAT_RUN_ID").ok()),
-        as_of: a.as_of.unwrap_or_else(|| jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date()),
+        run_id: a
+            .run_id
+            .clone()
+            .or_else(|| std::env::var("MEDPLAT_RUN_ID").ok()),
+        as_of: a.as_of.unwrap_or_else(|| {
+            jiff::Timestamp::now()
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .date()
+        }),
         audit: Arc::new(AuditEmitter::stdout()),
         runtime: rt.handle().clone(),
         object_store_override: None,
@@ -161,5 +176,9 @@ fn run_pipeline(a: &RunArgs) -> Result<ExitCode, WorkerCliError> {
     eprint!("{}", report.summary.human());
     report.summary.emit(termination_log.as_deref());
     drop(rt);
-    Ok(if report.error.is_none() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.error.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

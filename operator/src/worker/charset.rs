@@ -41,7 +41,10 @@ pub fn encode(text: &str, charset: Charset) -> Cow<'_, [u8]> {
 
 /// Bytes as text for an error message or a quarantine entry: lossy, never failing.
 pub fn lossy(bytes: &[u8], charset: Charset) -> String {
-    encoding(charset).decode_without_bom_handling(bytes).0.into_owned()
+    encoding(charset)
+        .decode_without_bom_handling(bytes)
+        .0
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -57,14 +60,20 @@ mod tests {
         }
         // GB18030 reaches every Unicode code point; GBK does not.
         let rare = "𠀀";
-        assert_eq!(decode(&encode(rare, Charset::Gb18030), Charset::Gb18030).as_deref(), Some(rare));
+        assert_eq!(
+            decode(&encode(rare, Charset::Gb18030), Charset::Gb18030).as_deref(),
+            Some(rare)
+        );
     }
 
     #[test]
     fn invalid_bytes_are_rejected_not_replaced() {
         assert_eq!(decode(b"\xff\xfe\x00", Charset::Utf8), None);
         assert_eq!(decode(b"\x81", Charset::Gb18030), None);
-        assert_eq!(decode(b"\xef\xbb\xbfabc", Charset::Utf8).as_deref(), Some("abc"));
+        assert_eq!(
+            decode(b"\xef\xbb\xbfabc", Charset::Utf8).as_deref(),
+            Some("abc")
+        );
         assert!(lossy(b"a\xffb", Charset::Utf8).contains('\u{FFFD}'));
     }
 }

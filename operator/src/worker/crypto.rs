@@ -187,13 +187,14 @@ impl Cipher {
         }
         Ok(match algorithm {
             CipherAlgorithm::Aes256Gcm => {
-                let unbound = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, key).map_err(|_| {
-                    CryptoError::KeyLength {
-                        what: what.to_string(),
-                        expected,
-                        got: key.len(),
-                    }
-                })?;
+                let unbound =
+                    ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, key).map_err(|_| {
+                        CryptoError::KeyLength {
+                            what: what.to_string(),
+                            expected,
+                            got: key.len(),
+                        }
+                    })?;
                 Cipher::Aes256(std::sync::Arc::new(ring::aead::LessSafeKey::new(unbound)))
             }
             CipherAlgorithm::Sm4Gcm => {
@@ -294,7 +295,9 @@ mod tests {
         assert!(KeyedHash::new(HashAlgorithm::HmacSm3, b"", "k").is_err());
         assert_ne!(
             a.tag(b"x"),
-            KeyedHash::new(HashAlgorithm::HmacSha256, b"key-one", "k").unwrap().tag(b"x")
+            KeyedHash::new(HashAlgorithm::HmacSha256, b"key-one", "k")
+                .unwrap()
+                .tag(b"x")
         );
     }
 
@@ -311,7 +314,10 @@ mod tests {
 
     #[test]
     fn both_ciphers_round_trip_with_random_nonces() {
-        for (alg, len) in [(CipherAlgorithm::Aes256Gcm, 32), (CipherAlgorithm::Sm4Gcm, 16)] {
+        for (alg, len) in [
+            (CipherAlgorithm::Aes256Gcm, 32),
+            (CipherAlgorithm::Sm4Gcm, 16),
+        ] {
             let c = Cipher::new(alg, &vec![7u8; len], "k").unwrap();
             let a = c.encrypt("王小明".as_bytes()).unwrap();
             let b = c.encrypt("王小明".as_bytes()).unwrap();
@@ -320,7 +326,10 @@ mod tests {
             let other = Cipher::new(alg, &vec![8u8; len], "k").unwrap();
             assert_eq!(other.decrypt(&a), Err(CryptoError::Decrypt));
             let err = Cipher::new(alg, &[1, 2, 3], "key e of Secret s").unwrap_err();
-            assert!(err.to_string().contains("key e of Secret s must be"), "{err}");
+            assert!(
+                err.to_string().contains("key e of Secret s must be"),
+                "{err}"
+            );
         }
     }
 

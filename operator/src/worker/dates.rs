@@ -31,8 +31,17 @@ impl DateValue {
     pub fn parse(text: &str) -> Option<DateValue> {
         let t = text.trim();
         let b = t.as_bytes();
-        let digits = |r: std::ops::Range<usize>| b.get(r.clone()).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
-        let (style, y, m, d, rest) = if b.len() >= 10 && digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10) {
+        let digits = |r: std::ops::Range<usize>| {
+            b.get(r.clone())
+                .is_some_and(|s| s.iter().all(u8::is_ascii_digit))
+        };
+        let (style, y, m, d, rest) = if b.len() >= 10
+            && digits(0..4)
+            && b[4] == b'-'
+            && digits(5..7)
+            && b[7] == b'-'
+            && digits(8..10)
+        {
             let rest = &t[10..];
             if !(rest.is_empty() || rest.starts_with('T') || rest.starts_with(' ')) {
                 return None;
@@ -41,7 +50,10 @@ impl DateValue {
         } else if b.len() >= 8 && digits(0..8) {
             let rest = &t[8..];
             // An HL7 time is digits, maybe a fraction, maybe an offset.
-            if !rest.bytes().all(|c| c.is_ascii_digit() || c == b'.' || c == b'+' || c == b'-') {
+            if !rest
+                .bytes()
+                .all(|c| c.is_ascii_digit() || c == b'.' || c == b'+' || c == b'-')
+            {
                 return None;
             }
             (DateStyle::Compact, &t[0..4], &t[4..6], &t[6..8], rest)
@@ -60,14 +72,25 @@ impl DateValue {
     pub fn render(&self) -> String {
         let d = self.date;
         match self.style {
-            DateStyle::Iso => format!("{:04}-{:02}-{:02}{}", d.year(), d.month(), d.day(), self.rest),
-            DateStyle::Compact => format!("{:04}{:02}{:02}{}", d.year(), d.month(), d.day(), self.rest),
+            DateStyle::Iso => format!(
+                "{:04}-{:02}-{:02}{}",
+                d.year(),
+                d.month(),
+                d.day(),
+                self.rest
+            ),
+            DateStyle::Compact => {
+                format!("{:04}{:02}{:02}{}", d.year(), d.month(), d.day(), self.rest)
+            }
         }
     }
 
     /// The same value moved by whole days; `None` if that leaves the calendar.
     pub fn shifted(&self, days: i64) -> Option<DateValue> {
-        let date = self.date.checked_add(jiff::Span::new().try_days(days).ok()?).ok()?;
+        let date = self
+            .date
+            .checked_add(jiff::Span::new().try_days(days).ok()?)
+            .ok()?;
         Some(DateValue {
             date,
             style: self.style,
@@ -91,12 +114,26 @@ mod tests {
 
     #[test]
     fn parses_and_renders_iso_and_hl7_styles() {
-        for text in ["2026-11-28", "2026-11-28T09:30:00+08:00", "2026-11-28 09:30:00", "20261128", "20261128093000", "20261128093000.123+0800"] {
+        for text in [
+            "2026-11-28",
+            "2026-11-28T09:30:00+08:00",
+            "2026-11-28 09:30:00",
+            "20261128",
+            "20261128093000",
+            "20261128093000.123+0800",
+        ] {
             let v = DateValue::parse(text).unwrap();
             assert_eq!(v.render(), text);
             assert_eq!(v.date, jiff::civil::date(2026, 11, 28));
         }
-        for bad in ["2026-02-30", "28/11/2026", "2026-11-28x", "abc", "2026112", "20261128abc"] {
+        for bad in [
+            "2026-02-30",
+            "28/11/2026",
+            "2026-11-28x",
+            "abc",
+            "2026112",
+            "20261128abc",
+        ] {
             assert_eq!(DateValue::parse(bad), None, "{bad}");
         }
     }
@@ -105,7 +142,14 @@ mod tests {
     fn shifts_keep_the_time_and_cross_months() {
         let v = DateValue::parse("2026-11-28T09:30:00Z").unwrap();
         assert_eq!(v.shifted(5).unwrap().render(), "2026-12-03T09:30:00Z");
-        assert_eq!(DateValue::parse("20260301").unwrap().shifted(-1).unwrap().render(), "20260228");
+        assert_eq!(
+            DateValue::parse("20260301")
+                .unwrap()
+                .shifted(-1)
+                .unwrap()
+                .render(),
+            "20260228"
+        );
     }
 
     #[test]

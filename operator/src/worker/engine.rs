@@ -18,7 +18,10 @@ use super::secrets::{SecretError, SecretStore};
 use super::sink::{self, NdjsonWriter, SinkError};
 use super::source::files::FileSource;
 use super::source::{RecordSource, SourceError, SourceItem, fhir_rest, postgres};
-use super::steps::{self, BarrierError, BarrierRun, CompileContext, CompiledStep, Dictionary, Outcome, RecordStep, Replay, StepError};
+use super::steps::{
+    self, BarrierError, BarrierRun, CompileContext, CompiledStep, Dictionary, Outcome, RecordStep,
+    Replay, StepError,
+};
 use super::store::{DatasetStore, ObjectStoreDataset, StoreError, VolumeStore};
 use super::summary::{RunOutcome, RunSummary};
 use crate::api::audit::{AuditAction, AuditData, AuditEmitter, AuditEvent, AuditResult};
@@ -94,7 +97,11 @@ pub fn new_run_id(now: jiff::Timestamp) -> String {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 4];
     let _ = ring::rand::SystemRandom::new().fill(&mut b);
-    format!("{}-{}", now.strftime("%Y%m%dT%H%M%SZ"), super::crypto::hex(&b))
+    format!(
+        "{}-{}",
+        now.strftime("%Y%m%dT%H%M%SZ"),
+        super::crypto::hex(&b)
+    )
 }
 
 struct Auditor<'a> {
@@ -153,9 +160,13 @@ fn tier_path(doc: &ResolvedPipeline, tier: &str, what: &str) -> Result<PathBuf, 
         Some(TierLocation::Volume { path }) => Ok(PathBuf::from(path)),
         Some(TierLocation::ObjectStore { .. }) => Err(RunError::Source(SourceError::Config {
             source_name: what.into(),
-            message: format!("reading files from object-store tier {tier} is not supported; use a volume tier"),
+            message: format!(
+                "reading files from object-store tier {tier} is not supported; use a volume tier"
+            ),
         })),
-        None => Err(RunError::Document(format!("{what} uses StorageTier {tier}, which the document does not contain"))),
+        None => Err(RunError::Document(format!(
+            "{what} uses StorageTier {tier}, which the document does not contain"
+        ))),
     }
 }
 
@@ -171,16 +182,33 @@ fn open_source(
     if let Some(f) = &c.files {
         let dir = tier_path(doc, &f.location.tier, name)?.join(&f.location.path);
         let label = format!("{}/{}", f.location.tier, f.location.path);
-        return Ok(Box::new(FileSource::open(name, &dir, &label, &f.pattern, f.format, f.charset, f.delimiter.as_deref())?));
+        return Ok(Box::new(FileSource::open(
+            name,
+            &dir,
+            &label,
+            &f.pattern,
+            f.format,
+            f.charset,
+            f.delimiter.as_deref(),
+        )?));
     }
     if let Some(h) = &c.hl7v2 {
         let dir = tier_path(doc, &h.landing.tier, name)?.join(&h.landing.path);
         let label = format!("{}/{}", h.landing.tier, h.landing.path);
-        return Ok(Box::new(FileSource::open(name, &dir, &label, "*.hl7", FileFormat::Hl7v2, h.charset, None)?));
+        return Ok(Box::new(FileSource::open(
+            name,
+            &dir,
+            &label,
+            "*.hl7",
+            FileFormat::Hl7v2,
+            h.charset,
+            None,
+        )?));
     }
     let creds = spec.credentials.as_ref();
     if let Some(pg) = &c.postgres {
-        let cred = creds.ok_or_else(|| RunError::Document(format!("DataSource {name} has no credentials")))?;
+        let cred = creds
+            .ok_or_else(|| RunError::Document(format!("DataSource {name} has no credentials")))?;
         let user = secrets.read(&cred.secret_name, &cred.username_key)?;
         let password = secrets.read(&cred.secret_name, &cred.password_key)?;
         let ca_pem = secrets.read(&cred.secret_name, "ca.crt").ok();
@@ -190,7 +218,11 @@ fn open_source(
             user: user.expose_text()?.to_string(),
             password,
             ca_pem,
-            after: if pg.watermark_column.is_some() { after } else { None },
+            after: if pg.watermark_column.is_some() {
+                after
+            } else {
+                None
+            },
         };
         return Ok(Box::new(postgres::open(runtime, read)));
     }
@@ -214,14 +246,21 @@ fn open_source(
     }))
 }
 
-fn open_store(doc: &ResolvedPipeline, opts: &RunOptions) -> Result<Box<dyn DatasetStore>, RunError> {
+fn open_store(
+    doc: &ResolvedPipeline,
+    opts: &RunOptions,
+) -> Result<Box<dyn DatasetStore>, RunError> {
     let sink = &doc.spec.sink;
     let tier = doc
         .tiers
         .get(&sink.tier)
         .ok_or_else(|| RunError::Document(format!("sink tier {} is missing", sink.tier)))?;
     match &tier.location {
-        TierLocation::Volume { path } => Ok(Box::new(VolumeStore::new(&sink.tier, Path::new(path), &sink.dataset))),
+        TierLocation::Volume { path } => Ok(Box::new(VolumeStore::new(
+            &sink.tier,
+            Path::new(path),
+            &sink.dataset,
+        ))),
         TierLocation::ObjectStore {
             endpoint,
             bucket,
@@ -249,7 +288,12 @@ fn open_store(doc: &ResolvedPipeline, opts: &RunOptions) -> Result<Box<dyn Datas
                     Arc::new(s3)
                 }
             };
-            Ok(Box::new(ObjectStoreDataset::new(&sink.tier, &sink.dataset, store, opts.runtime.clone())))
+            Ok(Box::new(ObjectStoreDataset::new(
+                &sink.tier,
+                &sink.dataset,
+                store,
+                opts.runtime.clone(),
+            )))
         }
     }
 }
@@ -280,7 +324,15 @@ struct Quarantine {
 const WITHHELD: &str = "withheld: the sink tier may not hold the input's level or domain; the location points at the original";
 
 impl Quarantine {
-    fn put(&mut self, location: &str, step: &str, rule: &str, reason: &str, record: Option<&Record>, raw: Option<&str>) -> Result<(), RunError> {
+    fn put(
+        &mut self,
+        location: &str,
+        step: &str,
+        rule: &str,
+        reason: &str,
+        record: Option<&Record>,
+        raw: Option<&str>,
+    ) -> Result<(), RunError> {
         let keep = self.keep_content;
         self.writer.write_value(&QuarantineEntry {
             location,
@@ -303,7 +355,10 @@ struct Segment<'a> {
 }
 
 fn segments(compiled: &[CompiledStep]) -> Vec<Segment<'_>> {
-    let mut out = vec![Segment { steps: Vec::new(), barrier: None }];
+    let mut out = vec![Segment {
+        steps: Vec::new(),
+        barrier: None,
+    }];
     for step in compiled {
         match step {
             CompiledStep::PerRecord(s) => {
@@ -315,7 +370,10 @@ fn segments(compiled: &[CompiledStep]) -> Vec<Segment<'_>> {
                 if let Some(last) = out.last_mut() {
                     last.barrier = Some(barrier);
                 }
-                out.push(Segment { steps: Vec::new(), barrier: None });
+                out.push(Segment {
+                    steps: Vec::new(),
+                    barrier: None,
+                });
             }
         }
     }
@@ -337,7 +395,12 @@ pub fn run(doc: &ResolvedPipeline, opts: &RunOptions) -> RunReport {
     let result = run_inner(doc, opts, &run_id, started, clock, &mut state);
     let (manifest, error) = match result {
         Ok(m) => (Some(m), None),
-        Err(e) => (None, Some(e)),
+        Err(e) => {
+            if let Some(dir) = state.staging.take().filter(|d| d.exists()) {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            (None, Some(e))
+        }
     };
     let outcome = match &error {
         None => RunOutcome::Succeeded,
@@ -361,7 +424,11 @@ pub fn run(doc: &ResolvedPipeline, opts: &RunOptions) -> RunReport {
         metrics: Default::default(),
     }
     .with_metrics();
-    RunReport { manifest, summary, error }
+    RunReport {
+        manifest,
+        summary,
+        error,
+    }
 }
 
 /// An error with its causes, on one line.
@@ -386,6 +453,8 @@ struct RunState {
     bytes_read: u64,
     bytes_written: u64,
     access_denied: u64,
+    /// The staging directory, removed when the run fails (a killed run's is removed by the next).
+    staging: Option<PathBuf>,
 }
 
 fn run_inner(
@@ -410,13 +479,32 @@ fn run_inner(
     if !decision.allowed() {
         let denied = enforce::denied_accesses(doc, &decision);
         for d in &denied {
-            let action = if d.write { AuditAction::Write } else { AuditAction::Read };
+            let action = if d.write {
+                AuditAction::Write
+            } else {
+                AuditAction::Read
+            };
             let (level, dataset) = if d.write {
                 (decision.output.level, Some(doc.spec.sink.dataset.clone()))
             } else {
-                (doc.sources.get(&d.name).map(crate::policy::source_level).unwrap_or(input_level), None)
+                (
+                    doc.sources
+                        .get(&d.name)
+                        .map(crate::policy::source_level)
+                        .unwrap_or(input_level),
+                    None,
+                )
             };
-            auditor.emit(action, d.kind, &d.name, dataset, level, AuditResult::Denied, None, Some(d.reason.clone()))?;
+            auditor.emit(
+                action,
+                d.kind,
+                &d.name,
+                dataset,
+                level,
+                AuditResult::Denied,
+                None,
+                Some(d.reason.clone()),
+            )?;
         }
         state.access_denied = denied.len().max(1) as u64;
         return Err(RunError::Denied {
@@ -450,8 +538,14 @@ fn run_inner(
             .sources
             .get(name)
             .ok_or_else(|| RunError::Document(format!("DataSource {name} is missing")))?;
-        let after = previous.as_ref().and_then(|p| p.watermarks.get(name).cloned());
-        let pg_incremental = spec.connector.postgres.as_ref().is_some_and(|p| p.watermark_column.is_some());
+        let after = previous
+            .as_ref()
+            .and_then(|p| p.watermarks.get(name).cloned());
+        let pg_incremental = spec
+            .connector
+            .postgres
+            .as_ref()
+            .is_some_and(|p| p.watermark_column.is_some());
         incremental |= pg_incremental && after.is_some();
         let reader = open_source(doc, name, spec, &secrets, after, &opts.runtime)?;
         sources.push(OpenSource {
@@ -462,7 +556,11 @@ fn run_inner(
             records: 0,
         });
     }
-    let mode = if incremental { WriteMode::Append } else { WriteMode::Replace };
+    let mode = if incremental {
+        WriteMode::Append
+    } else {
+        WriteMode::Replace
+    };
     let (carry_files, carry_quarantine) = match (&previous, mode) {
         (Some(p), WriteMode::Append) => (p.files.clone(), p.quarantine_files.clone()),
         _ => (Vec::new(), Vec::new()),
@@ -470,15 +568,29 @@ fn run_inner(
 
     // 5. Stage.
     let staging = store.staging(run_id)?;
+    state.staging = Some(staging.clone());
     let work = staging.join(".work");
-    std::fs::create_dir_all(&work).map_err(|source| SinkError::Io { path: work.clone(), source })?;
+    std::fs::create_dir_all(&work).map_err(|source| SinkError::Io {
+        path: work.clone(),
+        source,
+    })?;
     let format = doc.spec.sink.format;
     let mut output_writer = sink::open(format, &staging, "", carry_files.len() as u32);
     let sink_tier = doc.tiers.get(&doc.spec.sink.tier).map(|t| &t.spec);
     let keep_content = sink_tier.is_some_and(|t| {
-        t.max_level >= input_level && doc.sources.values().all(|s| s.classification.domain == t.domain)
+        t.max_level >= input_level
+            && doc
+                .sources
+                .values()
+                .all(|s| s.classification.domain == t.domain)
     });
-    let q_name = format!("_quarantine/{}", sink::part_name(carry_quarantine.len() as u32, crate::api::pipeline::SinkFormat::Ndjson));
+    let q_name = format!(
+        "_quarantine/{}",
+        sink::part_name(
+            carry_quarantine.len() as u32,
+            crate::api::pipeline::SinkFormat::Ndjson
+        )
+    );
     let mut quarantine = Quarantine {
         writer: NdjsonWriter::new(staging.join(&q_name), q_name),
         keep_content,
@@ -492,22 +604,46 @@ fn run_inner(
     let mut out_count = 0u64;
     for (seg_index, seg) in segs.iter().enumerate() {
         let mut barrier: Option<Box<dyn BarrierRun>> = match seg.barrier {
-            Some(CompiledStep::Dedupe(d)) => Some(d.begin(&work.join(format!("dedupe-{seg_index}.spill")))?),
-            Some(CompiledStep::Privacy(p)) => Some(p.begin(&work.join(format!("privacy-{seg_index}.spill")))?),
+            Some(CompiledStep::Dedupe(d)) => {
+                Some(d.begin(&work.join(format!("dedupe-{seg_index}.spill")))?)
+            }
+            Some(CompiledStep::Privacy(p)) => {
+                Some(p.begin(&work.join(format!("privacy-{seg_index}.spill")))?)
+            }
             _ => None,
         };
         loop {
             let next: Option<(Record, String)> = match &mut input {
                 Input::Replay(r) => r.next_record()?,
                 Input::Sources => loop {
-                    let Some(src) = sources.get_mut(source_index) else { break None };
+                    let Some(src) = sources.get_mut(source_index) else {
+                        break None;
+                    };
                     match src.reader.next_item() {
                         None => {
-                            auditor.emit(AuditAction::Read, "DataSource", &src.name, Some(src.reader.describe()), src.level, AuditResult::Success, Some(src.records), None)?;
+                            auditor.emit(
+                                AuditAction::Read,
+                                "DataSource",
+                                &src.name,
+                                Some(src.reader.describe()),
+                                src.level,
+                                AuditResult::Success,
+                                Some(src.records),
+                                None,
+                            )?;
                             source_index += 1;
                         }
                         Some(Err(e)) => {
-                            auditor.emit(AuditAction::Read, "DataSource", &src.name, Some(src.reader.describe()), src.level, AuditResult::Failure, Some(src.records), Some(e.to_string()))?;
+                            auditor.emit(
+                                AuditAction::Read,
+                                "DataSource",
+                                &src.name,
+                                Some(src.reader.describe()),
+                                src.level,
+                                AuditResult::Failure,
+                                Some(src.records),
+                                Some(e.to_string()),
+                            )?;
                             return Err(e.into());
                         }
                         Some(Ok(SourceItem::Record { record, location })) => {
@@ -515,16 +651,29 @@ fn run_inner(
                             state.counts.records_in += 1;
                             break Some((record, format!("{}: {location}", src.name)));
                         }
-                        Some(Ok(SourceItem::Malformed { location, reason, raw })) => {
+                        Some(Ok(SourceItem::Malformed {
+                            location,
+                            reason,
+                            raw,
+                        })) => {
                             src.records += 1;
                             state.counts.records_in += 1;
                             let loc = format!("{}: {location}", src.name);
-                            quarantine.put(&loc, "read", "well-formed", &reason, None, Some(&raw))?;
+                            quarantine.put(
+                                &loc,
+                                "read",
+                                "well-formed",
+                                &reason,
+                                None,
+                                Some(&raw),
+                            )?;
                         }
                     }
                 },
             };
-            let Some((mut record, location)) = next else { break };
+            let Some((mut record, location)) = next else {
+                break;
+            };
             let mut kept = true;
             for step in &seg.steps {
                 match step.apply(&mut record) {
@@ -539,7 +688,14 @@ fn run_inner(
                             }
                             .into());
                         }
-                        quarantine.put(&location, step.name(), &rule, &reason, Some(&record), None)?;
+                        quarantine.put(
+                            &location,
+                            step.name(),
+                            &rule,
+                            &reason,
+                            Some(&record),
+                            None,
+                        )?;
                         kept = false;
                         break;
                     }
@@ -576,10 +732,20 @@ fn run_inner(
     // 7. Seal the files and commit.
     let new_files = output_writer.finish()?;
     let new_quarantine: Vec<_> = quarantine.writer.finish_file()?.into_iter().collect();
-    std::fs::remove_dir_all(&work).map_err(|source| SinkError::Io { path: work.clone(), source })?;
-    state.bytes_written = new_files.iter().chain(&new_quarantine).map(|f| f.bytes).sum();
+    std::fs::remove_dir_all(&work).map_err(|source| SinkError::Io {
+        path: work.clone(),
+        source,
+    })?;
+    state.bytes_written = new_files
+        .iter()
+        .chain(&new_quarantine)
+        .map(|f| f.bytes)
+        .sum();
 
-    let mut watermarks = previous.as_ref().map(|p| p.watermarks.clone()).unwrap_or_default();
+    let mut watermarks = previous
+        .as_ref()
+        .map(|p| p.watermarks.clone())
+        .unwrap_or_default();
     let mut reads = Vec::new();
     for s in &sources {
         let wm = s.reader.watermark();
@@ -629,7 +795,13 @@ fn run_inner(
         duration_seconds: clock.elapsed().as_secs_f64(),
         as_of: opts.as_of.to_string(),
         sources: reads,
-        steps: doc.spec.steps.iter().enumerate().map(|(i, s)| format!("{}/{}", s.kind(), steps::step_name(s, i))).collect(),
+        steps: doc
+            .spec
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{}/{}", s.kind(), steps::step_name(s, i)))
+            .collect(),
         counts: state.counts,
         output_classification: output.clone(),
         sink: sink_name.clone(),
@@ -641,7 +813,11 @@ fn run_inner(
         watermarks,
     };
     let committed = store.commit(run_id, &staging, &manifest);
-    let result = if committed.is_ok() { AuditResult::Success } else { AuditResult::Failure };
+    let result = if committed.is_ok() {
+        AuditResult::Success
+    } else {
+        AuditResult::Failure
+    };
     auditor.emit(
         AuditAction::Write,
         "StorageTier",

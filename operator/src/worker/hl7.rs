@@ -20,7 +20,9 @@ pub enum Hl7Error {
     #[error("message does not start with an MSH segment (starts with {0:?})")]
     NoMsh(String),
     /// MSH is too short to hold the field separator and encoding characters.
-    #[error("MSH segment is truncated: it must start with MSH, the field separator and 4 encoding characters")]
+    #[error(
+        "MSH segment is truncated: it must start with MSH, the field separator and 4 encoding characters"
+    )]
     TruncatedMsh,
     /// The delimiters in MSH-1/MSH-2 are unusable (repeated, alphanumeric or line breaks).
     #[error("MSH declares unusable delimiters {0:?}")]
@@ -100,7 +102,7 @@ pub fn split_messages(bytes: &[u8]) -> Vec<(usize, Vec<u8>)> {
     let mut out: Vec<(usize, Vec<u8>)> = Vec::new();
     let segments = bytes
         .split(|b| *b == b'\r' || *b == b'\n')
-        .map(|s| trim_framing(s))
+        .map(trim_framing)
         .filter(|s| s.iter().any(|b| !b.is_ascii_whitespace()));
     for (i, seg) in segments.enumerate() {
         match out.last_mut() {
@@ -480,7 +482,10 @@ OBX|2|NM|HGB||\"\"|g/L\r";
         let r = m.to_record();
         assert_eq!(r["MSH"]["1"], "|");
         assert_eq!(r["MSH"]["2"], "^~\\&");
-        assert_eq!(r["MSH"]["9"], json!({"1": "ADT", "2": "A01", "3": "ADT_A01"}));
+        assert_eq!(
+            r["MSH"]["9"],
+            json!({"1": "ADT", "2": "A01", "3": "ADT_A01"})
+        );
         assert_eq!(r["MSH"]["18"], "GB18030");
         assert_eq!(r["PID"]["3"][0]["1"], "P000123");
         assert_eq!(r["PID"]["3"][1]["5"], "NNCHN");
@@ -512,7 +517,10 @@ OBX|2|NM|HGB||\"\"|g/L\r";
         assert!(matches!(parse("PID|1"), Err(Hl7Error::NoMsh(_))));
         assert_eq!(parse("MSH|^~"), Err(Hl7Error::TruncatedMsh));
         assert_eq!(parse("MSH"), Err(Hl7Error::TruncatedMsh));
-        assert!(matches!(parse("MSH|^^\\&|a"), Err(Hl7Error::BadDelimiters(_))));
+        assert!(matches!(
+            parse("MSH|^^\\&|a"),
+            Err(Hl7Error::BadDelimiters(_))
+        ));
         assert!(matches!(
             parse("MSH|^~\\&|A\rPI"),
             Err(Hl7Error::BadSegment { index: 2, .. })
@@ -538,7 +546,12 @@ OBX|2|NM|HGB||\"\"|g/L\r";
     fn ack_swaps_parties_and_echoes_control_id() {
         let m = parse(ADT).unwrap();
         let a = ack(Some(&m), AckCode::Accept, "landed", "20261128093001");
-        assert!(a.starts_with("MSH|^~\\&|MEDPLAT|HOSP|HIS|HOSP|20261128093001||ACK^A01^ACK|ACKMSG0001|P|2.5\r"), "{a}");
+        assert!(
+            a.starts_with(
+                "MSH|^~\\&|MEDPLAT|HOSP|HIS|HOSP|20261128093001||ACK^A01^ACK|ACKMSG0001|P|2.5\r"
+            ),
+            "{a}"
+        );
         assert!(a.contains("\rMSA|AA|MSG0001|landed\r"));
         let r = ack(None, AckCode::Reject, "bad|frame", "20261128093001");
         assert!(r.contains("MSA|AR||bad\\F\\frame"), "{r}");

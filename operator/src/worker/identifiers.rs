@@ -49,7 +49,10 @@ pub fn is_valid_resident_id(s: &str) -> bool {
 pub fn is_mobile_phone(s: &str) -> bool {
     let s = s.strip_prefix("+86").unwrap_or(s).trim();
     let b = s.as_bytes();
-    b.len() == 11 && b[0] == b'1' && (b'3'..=b'9').contains(&b[1]) && b.iter().all(u8::is_ascii_digit)
+    b.len() == 11
+        && b[0] == b'1'
+        && (b'3'..=b'9').contains(&b[1])
+        && b.iter().all(u8::is_ascii_digit)
 }
 
 /// What kind of identifier the leftover scan found.
@@ -144,10 +147,15 @@ mod tests {
 
     #[test]
     fn scan_finds_planted_identifiers_in_free_text() {
-        let found = scan_text("患者王某，身份证11010519491231002X，电话13912345678，邮箱 wang@example.com");
+        let found =
+            scan_text("患者王某，身份证11010519491231002X，电话13912345678，邮箱 wang@example.com");
         assert_eq!(
             found,
-            vec![LeftoverKind::ResidentId, LeftoverKind::MobilePhone, LeftoverKind::Email]
+            vec![
+                LeftoverKind::ResidentId,
+                LeftoverKind::MobilePhone,
+                LeftoverKind::Email
+            ]
         );
         assert!(scan_text("hash 110105194912310021 and 2345-7").is_empty());
         assert!(scan_text("a1f3c9e0b2d4").is_empty());

@@ -72,7 +72,10 @@ pub fn resolve_from_manifests(
     }
     let found = pipelines
         .into_iter()
-        .find(|p| p.metadata.name.as_deref() == Some(pipeline) && p.metadata.namespace.as_deref() == Some(namespace))
+        .find(|p| {
+            p.metadata.name.as_deref() == Some(pipeline)
+                && p.metadata.namespace.as_deref() == Some(namespace)
+        })
         .ok_or_else(|| LocalError::NoPipeline {
             namespace: namespace.into(),
             name: pipeline.into(),
@@ -82,9 +85,14 @@ pub fn resolve_from_manifests(
         tiers_root: absolute(local_root),
         secrets_root: absolute(secrets),
     };
-    Ok(ResolvedPipeline::build(&found, &sources, &tiers, &policies, &mounts)?)
+    Ok(ResolvedPipeline::build(
+        &found, &sources, &tiers, &policies, &mounts,
+    )?)
 }
 
 fn absolute(p: &Path) -> String {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
+    std::path::absolute(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
 }

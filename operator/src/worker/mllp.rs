@@ -67,7 +67,9 @@ fn parse_charset(s: &str) -> Result<Charset, String> {
         "UTF-8" | "UTF8" => Ok(Charset::Utf8),
         "GB18030" => Ok(Charset::Gb18030),
         "GBK" => Ok(Charset::Gbk),
-        other => Err(format!("unknown charset {other}: use UTF-8, GB18030 or GBK")),
+        other => Err(format!(
+            "unknown charset {other}: use UTF-8, GB18030 or GBK"
+        )),
     }
 }
 
@@ -128,7 +130,11 @@ impl Listener {
     }
 
     /// Serves connections from `listener` until `shutdown` resolves.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -171,7 +177,12 @@ impl Listener {
     /// the limit, is rejected.
     pub async fn drain_frames(&self, buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
         let cs = self.args.charset;
-        let reject = |text: &str| frame(&charset::encode(&hl7::ack(None, AckCode::Reject, text, &now_hl7()), cs));
+        let reject = |text: &str| {
+            frame(&charset::encode(
+                &hl7::ack(None, AckCode::Reject, text, &now_hl7()),
+                cs,
+            ))
+        };
         let mut replies = Vec::new();
         loop {
             match buf.iter().position(|b| *b == START) {
@@ -193,12 +204,17 @@ impl Listener {
                 }
                 (_, Some(s)) => {
                     buf.drain(..s);
-                    replies.push(reject("frame truncated: a new start block came before the end block"));
+                    replies.push(reject(
+                        "frame truncated: a new start block came before the end block",
+                    ));
                 }
                 (Some(_), None) => return replies,
                 (None, None) if buf.len() > self.args.max_message_bytes + 2 => {
                     buf.clear();
-                    replies.push(reject(&format!("message exceeds {} bytes", self.args.max_message_bytes)));
+                    replies.push(reject(&format!(
+                        "message exceeds {} bytes",
+                        self.args.max_message_bytes
+                    )));
                     return replies;
                 }
                 (None, None) => return replies,
@@ -209,9 +225,15 @@ impl Listener {
     /// Decides one framed message and returns the framed ACK.
     pub async fn handle(&self, raw: &[u8]) -> Vec<u8> {
         let cs = self.args.charset;
-        let reply = |m: Option<&hl7::Message>, code, text: &str| frame(&charset::encode(&hl7::ack(m, code, text, &now_hl7()), cs));
+        let reply = |m: Option<&hl7::Message>, code, text: &str| {
+            frame(&charset::encode(&hl7::ack(m, code, text, &now_hl7()), cs))
+        };
         let Some(text) = charset::decode(raw, cs) else {
-            return reply(None, AckCode::Reject, &format!("message is not valid {}", cs.label()));
+            return reply(
+                None,
+                AckCode::Reject,
+                &format!("message is not valid {}", cs.label()),
+            );
         };
         let msg = match hl7::parse(&text) {
             Ok(m) => m,
@@ -219,12 +241,24 @@ impl Listener {
         };
         let kind = msg.message_type().unwrap_or_default();
         if !self.args.message_types.is_empty()
-            && !self.args.message_types.iter().any(|t| *t == kind || kind.starts_with(&format!("{t}^")) || t.split('^').next() == Some(kind.as_str()))
+            && !self.args.message_types.iter().any(|t| {
+                *t == kind
+                    || kind.starts_with(&format!("{t}^"))
+                    || t.split('^').next() == Some(kind.as_str())
+            })
         {
-            return reply(Some(&msg), AckCode::Reject, &format!("message type {kind} is not accepted"));
+            return reply(
+                Some(&msg),
+                AckCode::Reject,
+                &format!("message type {kind} is not accepted"),
+            );
         }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{}-{}-{seq:08}.hl7", jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S%.6fZ"), self.host);
+        let name = format!(
+            "{}-{}-{seq:08}.hl7",
+            jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S%.6fZ"),
+            self.host
+        );
         let dir = self.args.landing_dir.clone();
         let mut body = raw.to_vec();
         if !body.ends_with(b"\r") {
@@ -232,7 +266,11 @@ impl Listener {
         }
         let landed = tokio::task::spawn_blocking(move || land(&dir, &name, &body)).await;
         let ok = matches!(landed, Ok(Ok(())));
-        let (ns, src) = self.args.source.split_once('/').unwrap_or(("default", self.args.source.as_str()));
+        let (ns, src) = self
+            .args
+            .source
+            .split_once('/')
+            .unwrap_or(("default", self.args.source.as_str()));
         let event = AuditEvent {
             audit: true,
             time: jiff::Timestamp::now().to_string(),
@@ -245,7 +283,11 @@ impl Listener {
                 level: self.args.level,
             },
             purpose: Purpose::Treatment,
-            result: if ok { AuditResult::Success } else { AuditResult::Failure },
+            result: if ok {
+                AuditResult::Success
+            } else {
+                AuditResult::Failure
+            },
             pipeline: None,
             run_id: None,
             records: Some(1),
@@ -290,19 +332,28 @@ fn now_hl7() -> String {
 /// Binds and serves until SIGTERM or Ctrl-C.
 pub async fn listen(args: &ListenArgs) -> Result<(), ListenError> {
     let addr = format!("{}:{}", args.bind, args.port);
-    let tcp = TcpListener::bind(&addr).await.map_err(|source| ListenError::Bind { addr: addr.clone(), source })?;
+    let tcp = TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ListenError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
     let listener = Listener::new(args.clone(), Arc::new(AuditEmitter::stdout()))?;
-    eprintln!("mllp: listening on {addr}, landing in {}", args.landing_dir.display());
+    eprintln!(
+        "mllp: listening on {addr}, landing in {}",
+        args.landing_dir.display()
+    );
     let shutdown = async {
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = term.recv() => {},
                 _ = tokio::signal::ctrl_c() => {},

@@ -164,7 +164,9 @@ mod tests {
 
     #[test]
     fn paths_reach_nested_fields_and_through_arrays() {
-        let r = rec(json!({"a": {"b": 1}, "name": [{"family": "王"}, {"family": "李", "given": ["伟"]}]}));
+        let r = rec(
+            json!({"a": {"b": 1}, "name": [{"family": "王"}, {"family": "李", "given": ["伟"]}]}),
+        );
         assert_eq!(get(&r, "a.b"), Some(&json!(1)));
         assert_eq!(get(&r, "name.family"), Some(&json!("王")));
         assert_eq!(get(&r, "name.given"), Some(&json!(["伟"])));

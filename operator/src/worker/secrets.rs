@@ -110,10 +110,13 @@ impl SecretStore {
 
     /// Reads one key of one Secret.
     pub fn read(&self, secret: &str, key: &str) -> Result<SecretValue, SecretError> {
-        let dir = self.mounts.get(secret).ok_or_else(|| SecretError::NotMounted {
-            secret: secret.into(),
-            key: key.into(),
-        })?;
+        let dir = self
+            .mounts
+            .get(secret)
+            .ok_or_else(|| SecretError::NotMounted {
+                secret: secret.into(),
+                key: key.into(),
+            })?;
         let path = dir.join(key);
         let bytes = std::fs::read(&path).map_err(|source| SecretError::Read {
             secret: secret.into(),
@@ -167,7 +170,16 @@ mod tests {
         assert_eq!(format!("{v:?} {v}"), "<redacted> <redacted>");
         let e = store.read("db", "missing").unwrap_err().to_string();
         assert!(e.contains("key missing of Secret db"), "{e}");
-        assert!(store.read("db", "empty").unwrap_err().to_string().contains("is empty"));
-        assert!(matches!(store.read("other", "k"), Err(SecretError::NotMounted { .. })));
+        assert!(
+            store
+                .read("db", "empty")
+                .unwrap_err()
+                .to_string()
+                .contains("is empty")
+        );
+        assert!(matches!(
+            store.read("other", "k"),
+            Err(SecretError::NotMounted { .. })
+        ));
     }
 }

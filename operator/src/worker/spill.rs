@@ -59,7 +59,8 @@ impl SpillWriter {
             path: self.path.clone(),
             source,
         };
-        serde_json::to_writer(&mut self.out, &(location, record)).map_err(|e| io(std::io::Error::other(e)))?;
+        serde_json::to_writer(&mut self.out, &(location, record))
+            .map_err(|e| io(std::io::Error::other(e)))?;
         self.out.write_all(b"\n").map_err(io)?;
         self.count += 1;
         Ok(())
@@ -106,10 +107,13 @@ impl SpillReader {
     /// The next record and its location.
     pub fn next_record(&mut self) -> Result<Option<(Record, String)>, SpillError> {
         self.buf.clear();
-        let n = self.input.read_until(b'\n', &mut self.buf).map_err(|source| SpillError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        let n = self
+            .input
+            .read_until(b'\n', &mut self.buf)
+            .map_err(|source| SpillError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
         if n == 0 {
             return Ok(None);
         }
@@ -118,7 +122,8 @@ impl SpillReader {
             path: self.path.clone(),
             line: self.line,
         };
-        let (location, record): (String, Value) = serde_json::from_slice(&self.buf).map_err(|_| damaged())?;
+        let (location, record): (String, Value) =
+            serde_json::from_slice(&self.buf).map_err(|_| damaged())?;
         match record {
             Value::Object(r) => Ok(Some((r, location))),
             _ => Err(damaged()),
@@ -136,7 +141,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut w = SpillWriter::create(&dir.path().join("s")).unwrap();
         for i in 0..3 {
-            w.push(json!({"i": i, "t": "王\n"}).as_object().unwrap(), &format!("f:{i}")).unwrap();
+            w.push(
+                json!({"i": i, "t": "王\n"}).as_object().unwrap(),
+                &format!("f:{i}"),
+            )
+            .unwrap();
         }
         assert_eq!(w.count(), 3);
         let mut r = w.finish().unwrap();

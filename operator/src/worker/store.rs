@@ -13,8 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::manifest::RunManifest;
 
@@ -38,7 +38,9 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// The dataset path holds something medplat did not write.
-    #[error("{0} exists and is not a medplat dataset (expected a link to a version directory); move it away or choose another dataset path")]
+    #[error(
+        "{0} exists and is not a medplat dataset (expected a link to a version directory); move it away or choose another dataset path"
+    )]
     NotManaged(String),
     /// The committed manifest does not parse.
     #[error("the committed manifest of {0} is damaged")]
@@ -72,7 +74,12 @@ pub trait DatasetStore: Send {
     /// Commits the staged files as the new current version. `manifest.files` lists every file
     /// of the version; those not in the staging directory are carried over from the current
     /// version (incremental appends).
-    fn commit(&mut self, run_id: &str, staging: &Path, manifest: &RunManifest) -> Result<(), StoreError>;
+    fn commit(
+        &mut self,
+        run_id: &str,
+        staging: &Path,
+        manifest: &RunManifest,
+    ) -> Result<(), StoreError>;
 }
 
 /// Flushes a directory entry to disk so a rename inside it survives a crash.
@@ -99,7 +106,10 @@ impl VolumeStore {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "dataset".into());
-        let parent = path.parent().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
+        let parent = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| root.to_path_buf());
         VolumeStore {
             tier: tier.to_string(),
             dataset: dataset.to_string(),
@@ -119,7 +129,8 @@ impl VolumeStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io("cannot inspect", &self.path)(e)),
             Ok(m) if m.file_type().is_symlink() => {
-                let target = std::fs::read_link(&self.path).map_err(io("cannot read link", &self.path))?;
+                let target =
+                    std::fs::read_link(&self.path).map_err(io("cannot read link", &self.path))?;
                 let parent = self.path.parent().unwrap_or(Path::new("."));
                 Ok(Some(parent.join(target)))
             }
@@ -149,7 +160,10 @@ impl DatasetStore for VolumeStore {
         self.current_dir()?;
         std::fs::create_dir_all(&self.versions).map_err(io("cannot create", &self.versions))?;
         // Leftovers of crashed runs are never referenced: remove them.
-        for entry in std::fs::read_dir(&self.versions).map_err(io("cannot list", &self.versions))?.flatten() {
+        for entry in std::fs::read_dir(&self.versions)
+            .map_err(io("cannot list", &self.versions))?
+            .flatten()
+        {
             if entry.file_name().to_string_lossy().ends_with(".staging") {
                 let p = entry.path();
                 std::fs::remove_dir_all(&p).map_err(io("cannot remove stale staging", &p))?;
@@ -160,7 +174,12 @@ impl DatasetStore for VolumeStore {
         Ok(staging)
     }
 
-    fn commit(&mut self, run_id: &str, staging: &Path, manifest: &RunManifest) -> Result<(), StoreError> {
+    fn commit(
+        &mut self,
+        run_id: &str,
+        staging: &Path,
+        manifest: &RunManifest,
+    ) -> Result<(), StoreError> {
         let previous = self.current_dir()?;
         for f in manifest.files.iter().chain(&manifest.quarantine_files) {
             let staged = staging.join(&f.path);
@@ -184,7 +203,8 @@ impl DatasetStore for VolumeStore {
             }
         }
         let manifest_path = staging.join(MANIFEST_FILE);
-        std::fs::write(&manifest_path, manifest.to_json()).map_err(io("cannot write", &manifest_path))?;
+        std::fs::write(&manifest_path, manifest.to_json())
+            .map_err(io("cannot write", &manifest_path))?;
         std::fs::File::open(&manifest_path)
             .and_then(|f| f.sync_all())
             .map_err(io("cannot sync", &manifest_path))?;
@@ -199,7 +219,10 @@ impl DatasetStore for VolumeStore {
         sync_dir(&self.versions)?;
 
         let parent = self.path.parent().unwrap_or(Path::new("."));
-        let tmp_link = parent.join(format!(".{}.link-{run_id}", self.link_target_prefix.trim_start_matches('.')));
+        let tmp_link = parent.join(format!(
+            ".{}.link-{run_id}",
+            self.link_target_prefix.trim_start_matches('.')
+        ));
         let _ = std::fs::remove_file(&tmp_link);
         std::os::unix::fs::symlink(format!("{}/{run_id}", self.link_target_prefix), &tmp_link)
             .map_err(io("cannot create link", &tmp_link))?;
@@ -208,7 +231,10 @@ impl DatasetStore for VolumeStore {
         sync_dir(parent)?;
 
         // Only now may old versions go.
-        for entry in std::fs::read_dir(&self.versions).map_err(io("cannot list", &self.versions))?.flatten() {
+        for entry in std::fs::read_dir(&self.versions)
+            .map_err(io("cannot list", &self.versions))?
+            .flatten()
+        {
             if entry.file_name().to_string_lossy() != run_id {
                 let p = entry.path();
                 std::fs::remove_dir_all(&p).map_err(io("cannot remove old version", &p))?;
@@ -229,7 +255,12 @@ pub struct ObjectStoreDataset {
 
 impl ObjectStoreDataset {
     /// The dataset `dataset` in `store`; async calls run on `runtime`.
-    pub fn new(tier: &str, dataset: &str, store: Arc<dyn ObjectStore>, runtime: tokio::runtime::Handle) -> Self {
+    pub fn new(
+        tier: &str,
+        dataset: &str,
+        store: Arc<dyn ObjectStore>,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
         ObjectStoreDataset {
             tier: tier.to_string(),
             dataset: dataset.trim_matches('/').to_string(),
@@ -253,10 +284,17 @@ impl ObjectStoreDataset {
 
     async fn upload(&self, local: &Path, to: &ObjectPath) -> Result<(), StoreError> {
         use tokio::io::AsyncWriteExt;
-        let mut file = tokio::fs::File::open(local).await.map_err(io("cannot read", local))?;
+        let mut file = tokio::fs::File::open(local)
+            .await
+            .map_err(io("cannot read", local))?;
         let mut writer = object_store::buffered::BufWriter::new(self.store.clone(), to.clone());
-        tokio::io::copy(&mut file, &mut writer).await.map_err(io("cannot upload", local))?;
-        writer.shutdown().await.map_err(io("cannot upload", local))?;
+        tokio::io::copy(&mut file, &mut writer)
+            .await
+            .map_err(io("cannot upload", local))?;
+        writer
+            .shutdown()
+            .await
+            .map_err(io("cannot upload", local))?;
         Ok(())
     }
 }
@@ -293,11 +331,20 @@ impl DatasetStore for ObjectStoreDataset {
         Ok(path)
     }
 
-    fn commit(&mut self, run_id: &str, staging: &Path, manifest: &RunManifest) -> Result<(), StoreError> {
+    fn commit(
+        &mut self,
+        run_id: &str,
+        staging: &Path,
+        manifest: &RunManifest,
+    ) -> Result<(), StoreError> {
         let version = format!("_versions/{run_id}");
         let mut committed = manifest.clone();
         self.runtime.block_on(async {
-            for f in committed.files.iter_mut().chain(committed.quarantine_files.iter_mut()) {
+            for f in committed
+                .files
+                .iter_mut()
+                .chain(committed.quarantine_files.iter_mut())
+            {
                 let local = staging.join(&f.path);
                 if local.exists() {
                     let rel = format!("{version}/{}", f.path);
@@ -313,12 +360,20 @@ impl DatasetStore for ObjectStoreDataset {
                 .map_err(self.err(&version_manifest))?;
             // The commit point: one PUT of the pointer.
             let current = self.object(CURRENT_OBJECT);
-            self.store.put(&current, body.into()).await.map_err(self.err(&current))?;
+            self.store
+                .put(&current, body.into())
+                .await
+                .map_err(self.err(&current))?;
 
             // Delete versions the new pointer no longer references.
             use futures::TryStreamExt;
             let prefix = self.object("_versions");
-            let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await.map_err(self.err(&prefix))?;
+            let objects: Vec<_> = self
+                .store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(self.err(&prefix))?;
             let keep: std::collections::HashSet<String> = committed
                 .files
                 .iter()
@@ -327,10 +382,17 @@ impl DatasetStore for ObjectStoreDataset {
                 .chain(std::iter::once(run_id.to_string()))
                 .collect();
             for o in objects {
-                let rel = o.location.as_ref().strip_prefix(&format!("{}/", self.dataset)).unwrap_or_default();
+                let rel = o
+                    .location
+                    .as_ref()
+                    .strip_prefix(&format!("{}/", self.dataset))
+                    .unwrap_or_default();
                 let ver = rel.split('/').nth(1).unwrap_or_default();
                 if !keep.contains(ver) {
-                    self.store.delete(&o.location).await.map_err(self.err(&o.location))?;
+                    self.store
+                        .delete(&o.location)
+                        .await
+                        .map_err(self.err(&o.location))?;
                 }
             }
             Ok::<(), StoreError>(())

@@ -81,11 +81,17 @@ impl RunSummary {
             (OUTCOME_QUARANTINED, self.records.quarantined),
         ] {
             m.insert(
-                format!("{PIPELINE_LAST_RUN_RECORDS}{}", labels(&format!(",{LABEL_OUTCOME}=\"{outcome}\""))),
+                format!(
+                    "{PIPELINE_LAST_RUN_RECORDS}{}",
+                    labels(&format!(",{LABEL_OUTCOME}=\"{outcome}\""))
+                ),
                 n as f64,
             );
         }
-        m.insert(format!("{WORKER_ACCESS_DENIED_TOTAL}{}", labels("")), self.access_denied as f64);
+        m.insert(
+            format!("{WORKER_ACCESS_DENIED_TOTAL}{}", labels("")),
+            self.access_denied as f64,
+        );
         self.metrics = m;
         self
     }
@@ -121,7 +127,10 @@ impl RunSummary {
         if let Some(path) = termination_log
             && let Err(e) = std::fs::write(path, &line)
         {
-            eprintln!("warning: cannot write the run summary to {}: {e}", path.display());
+            eprintln!(
+                "warning: cannot write the run summary to {}: {e}",
+                path.display()
+            );
         }
     }
 
@@ -188,7 +197,10 @@ mod tests {
             v["metrics"]["medplat_pipeline_last_run_records{namespace=\"clinical\",pipeline=\"p\",outcome=\"quarantined\"}"],
             3.0
         );
-        assert_eq!(v["metrics"]["medplat_worker_access_denied_total{namespace=\"clinical\",pipeline=\"p\"}"], 1.0);
+        assert_eq!(
+            v["metrics"]["medplat_worker_access_denied_total{namespace=\"clinical\",pipeline=\"p\"}"],
+            1.0
+        );
         assert_eq!(v["medplatRunSummary"], true);
     }
 }

@@ -97,7 +97,10 @@ mod tests {
     #[test]
     fn kinds_widen_as_values_arrive() {
         let mut c = ColumnSet::default();
-        for r in [json!({"i": 1, "f": 1, "t": 1, "n": null, "b": true}), json!({"i": null, "f": 1.5, "t": "x", "b": false, "z": [1]})] {
+        for r in [
+            json!({"i": 1, "f": 1, "t": 1, "n": null, "b": true}),
+            json!({"i": null, "f": 1.5, "t": "x", "b": false, "z": [1]}),
+        ] {
             c.observe(r.as_object().unwrap());
         }
         assert_eq!(c.names(), ["b", "f", "i", "n", "t", "z"]);

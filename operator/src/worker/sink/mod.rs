@@ -116,7 +116,12 @@ pub fn part_name(n: u32, format: SinkFormat) -> String {
 
 /// Opens a writer for `format` that puts part `first_part` into `dir` (relative names are
 /// prefixed with `prefix`, e.g. `_quarantine/`).
-pub fn open(format: SinkFormat, dir: &Path, prefix: &str, first_part: u32) -> Box<dyn OutputWriter> {
+pub fn open(
+    format: SinkFormat,
+    dir: &Path,
+    prefix: &str,
+    first_part: u32,
+) -> Box<dyn OutputWriter> {
     let name = format!("{prefix}{}", part_name(first_part, format));
     match format {
         SinkFormat::Ndjson => Box::new(NdjsonWriter::new(dir.join(&name), name)),
@@ -146,7 +151,12 @@ fn create(path: &Path) -> Result<File, SinkError> {
     File::create(path).map_err(io_err(path))
 }
 
-fn seal(out: BufWriter<HashingWriter<File>>, path: &Path, name: &str, records: u64) -> Result<WrittenFile, SinkError> {
+fn seal(
+    out: BufWriter<HashingWriter<File>>,
+    path: &Path,
+    name: &str,
+    records: u64,
+) -> Result<WrittenFile, SinkError> {
     let hashing = out.into_inner().map_err(|e| io_err(path)(e.into_error()))?;
     let (file, bytes, sha256) = hashing.finish();
     file.sync_all().map_err(io_err(path))?;
@@ -181,13 +191,17 @@ impl NdjsonWriter {
     pub fn write_value<T: Serialize>(&mut self, value: &T) -> Result<(), SinkError> {
         if self.out.is_none() {
             let file = create(&self.path)?;
-            self.out = Some(BufWriter::with_capacity(256 * 1024, HashingWriter::new(file)));
+            self.out = Some(BufWriter::with_capacity(
+                256 * 1024,
+                HashingWriter::new(file),
+            ));
         }
         let path = &self.path;
         let Some(out) = self.out.as_mut() else {
             return Ok(());
         };
-        serde_json::to_writer(&mut *out, value).map_err(|e| io_err(path)(std::io::Error::other(e)))?;
+        serde_json::to_writer(&mut *out, value)
+            .map_err(|e| io_err(path)(std::io::Error::other(e)))?;
         out.write_all(b"\n").map_err(io_err(path))?;
         self.records += 1;
         Ok(())
@@ -245,7 +259,9 @@ impl OutputWriter for TwoPassWriter {
         let reader = spill.finish()?;
         let file = match self.format {
             SinkFormat::Csv => write_csv(reader, &self.columns, &self.path, &self.name, records)?,
-            _ => parquet_out::write_parquet(reader, &self.columns, &self.path, &self.name, records)?,
+            _ => {
+                parquet_out::write_parquet(reader, &self.columns, &self.path, &self.name, records)?
+            }
         };
         std::fs::remove_file(&self.spill_path).map_err(io_err(&self.spill_path))?;
         Ok(vec![file])
@@ -261,9 +277,18 @@ pub fn csv_cell(v: Option<&Value>) -> String {
     }
 }
 
-fn write_csv(mut reader: SpillReader, columns: &ColumnSet, path: &Path, name: &str, records: u64) -> Result<WrittenFile, SinkError> {
+fn write_csv(
+    mut reader: SpillReader,
+    columns: &ColumnSet,
+    path: &Path,
+    name: &str,
+    records: u64,
+) -> Result<WrittenFile, SinkError> {
     let file = create(path)?;
-    let mut w = csv::Writer::from_writer(BufWriter::with_capacity(256 * 1024, HashingWriter::new(file)));
+    let mut w = csv::Writer::from_writer(BufWriter::with_capacity(
+        256 * 1024,
+        HashingWriter::new(file),
+    ));
     let csv_err = |e: csv::Error| io_err(path)(std::io::Error::other(e));
     w.write_record(columns.names()).map_err(csv_err)?;
     let mut row: Vec<String> = Vec::with_capacity(columns.len());
@@ -272,7 +297,9 @@ fn write_csv(mut reader: SpillReader, columns: &ColumnSet, path: &Path, name: &s
         row.extend(columns.names().iter().map(|c| csv_cell(rec.get(c))));
         w.write_record(&row).map_err(csv_err)?;
     }
-    let out = w.into_inner().map_err(|e| io_err(path)(std::io::Error::other(e.to_string())))?;
+    let out = w
+        .into_inner()
+        .map_err(|e| io_err(path)(std::io::Error::other(e.to_string())))?;
     seal(out, path, name, records)
 }
 
@@ -293,14 +320,22 @@ mod tests {
 
     #[test]
     fn ndjson_and_csv_are_deterministic_and_checksummed() {
-        let rows = vec![json!({"b": "王,五", "a": 1}), json!({"a": 2, "c": {"x": true}})];
+        let rows = vec![
+            json!({"b": "王,五", "a": 1}),
+            json!({"a": 2, "c": {"x": true}}),
+        ];
         let (d1, f1) = write_all(SinkFormat::Ndjson, &rows);
         let (_d2, f2) = write_all(SinkFormat::Ndjson, &rows);
         assert_eq!(f1, f2);
         assert_eq!(f1[0].records, 2);
         let text = std::fs::read_to_string(d1.path().join("part-00000.ndjson")).unwrap();
-        assert_eq!(text, "{\"a\":1,\"b\":\"王,五\"}\n{\"a\":2,\"c\":{\"x\":true}}\n");
-        let digest = super::super::crypto::hex(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref());
+        assert_eq!(
+            text,
+            "{\"a\":1,\"b\":\"王,五\"}\n{\"a\":2,\"c\":{\"x\":true}}\n"
+        );
+        let digest = super::super::crypto::hex(
+            ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref(),
+        );
         assert_eq!(f1[0].sha256, digest);
 
         let (d3, f3) = write_all(SinkFormat::Csv, &rows);

@@ -97,14 +97,16 @@ pub fn write_parquet(
         .build();
     let file = super::create(path)?;
     let out = BufWriter::with_capacity(256 * 1024, HashingWriter::new(file));
-    let mut writer = ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(|e| perr(&e))?;
+    let mut writer =
+        ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(|e| perr(&e))?;
     let mut builders: Vec<Builder> = columns.kinds().iter().map(|k| Builder::new(*k)).collect();
     let mut rows = 0usize;
-    let flush = |builders: &mut Vec<Builder>, writer: &mut ArrowWriter<_>| -> Result<(), SinkError> {
-        let arrays: Vec<ArrayRef> = builders.iter_mut().map(Builder::finish).collect();
-        let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| perr(&e))?;
-        writer.write(&batch).map_err(|e| perr(&e))
-    };
+    let flush =
+        |builders: &mut Vec<Builder>, writer: &mut ArrowWriter<_>| -> Result<(), SinkError> {
+            let arrays: Vec<ArrayRef> = builders.iter_mut().map(Builder::finish).collect();
+            let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| perr(&e))?;
+            writer.write(&batch).map_err(|e| perr(&e))
+        };
     while let Some((rec, _)) = reader.next_record()? {
         for (b, name) in builders.iter_mut().zip(columns.names()) {
             b.push(rec.get(name));
@@ -124,15 +126,17 @@ pub fn write_parquet(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::api::pipeline::SinkFormat;
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    use std::fs::File;
     use serde_json::json;
+    use std::fs::File;
 
     #[test]
     fn parquet_round_trips_typed_columns_deterministically() {
-        let rows = [json!({"id": 1, "v": 5.6, "name": "王", "ok": true}), json!({"id": 2, "v": 7, "name": null, "ok": false, "x": {"a": 1}})];
+        let rows = [
+            json!({"id": 1, "v": 5.6, "name": "王", "ok": true}),
+            json!({"id": 2, "v": 7, "name": null, "ok": false, "x": {"a": 1}}),
+        ];
         let mut sums = Vec::new();
         for _ in 0..2 {
             let dir = tempfile::tempdir().unwrap();
@@ -142,14 +146,24 @@ mod tests {
             }
             let files = w.finish().unwrap();
             sums.push(files[0].sha256.clone());
-            let reader = SerializedFileReader::new(File::open(dir.path().join("part-00000.parquet")).unwrap()).unwrap();
+            let reader = SerializedFileReader::new(
+                File::open(dir.path().join("part-00000.parquet")).unwrap(),
+            )
+            .unwrap();
             assert_eq!(reader.metadata().file_metadata().num_rows(), 2);
             let schema = reader.metadata().file_metadata().schema_descr();
             let names: Vec<&str> = schema.columns().iter().map(|c| c.name()).collect();
             assert_eq!(names, ["id", "name", "ok", "v", "x"]);
-            let rows: Vec<String> = reader.get_row_iter(None).unwrap().map(|r| r.unwrap().to_string()).collect();
+            let rows: Vec<String> = reader
+                .get_row_iter(None)
+                .unwrap()
+                .map(|r| r.unwrap().to_string())
+                .collect();
             assert_eq!(rows[0], "{id: 1, name: \"王\", ok: true, v: 5.6, x: null}");
-            assert_eq!(rows[1], "{id: 2, name: null, ok: false, v: 7.0, x: \"{\\\"a\\\":1}\"}");
+            assert_eq!(
+                rows[1],
+                r#"{id: 2, name: null, ok: false, v: 7.0, x: "{"a":1}"}"#
+            );
         }
         assert_eq!(sums[0], sums[1]);
     }

@@ -25,7 +25,13 @@ pub struct CsvRecords<R: Read> {
 
 impl<R: Read> CsvRecords<R> {
     /// Reads `input` (the raw bytes of one file, labelled `label` in locations) as CSV.
-    pub fn new(input: R, charset: Charset, delimiter: u8, label: String, source_name: String) -> Self {
+    pub fn new(
+        input: R,
+        charset: Charset,
+        delimiter: u8,
+        label: String,
+        source_name: String,
+    ) -> Self {
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -152,7 +158,9 @@ impl<R: Read> Iterator for CsvRecords<R> {
                         }),
                         other => Ok(SourceItem::Malformed {
                             location: self.label.clone(),
-                            reason: format!("unreadable CSV: {other:?}; the rest of the file was skipped"),
+                            reason: format!(
+                                "unreadable CSV: {other:?}; the rest of the file was skipped"
+                            ),
                             raw: String::new(),
                         }),
                     });
@@ -205,18 +213,27 @@ mod tests {
         bytes.extend_from_slice(b"");
         let items = read(&bytes, Charset::Utf8);
         assert!(matches!(&items[0], SourceItem::Record { .. }));
-        let SourceItem::Malformed { reason, location, .. } = &items[1] else {
+        let SourceItem::Malformed {
+            reason, location, ..
+        } = &items[1]
+        else {
             panic!()
         };
         assert!(reason.contains("1 fields"), "{reason}");
         assert_eq!(location, "f.csv:record 2");
-        assert!(matches!(&items[2], SourceItem::Malformed { .. }), "unclosed quote");
+        assert!(
+            matches!(&items[2], SourceItem::Malformed { .. }),
+            "unclosed quote"
+        );
 
         let items = read(b"a,b\n1,\xff\n2,3\n", Charset::Utf8);
         let SourceItem::Malformed { reason, .. } = &items[0] else {
             panic!()
         };
-        assert!(reason.contains("field 2 (b) is not valid UTF-8"), "{reason}");
+        assert!(
+            reason.contains("field 2 (b) is not valid UTF-8"),
+            "{reason}"
+        );
         assert!(matches!(&items[1], SourceItem::Record { .. }));
     }
 

@@ -31,7 +31,9 @@ pub struct FhirRead {
 /// Starts the read on `runtime`.
 pub fn open(runtime: &tokio::runtime::Handle, read: FhirRead) -> ChannelSource {
     let description = read.base_url.clone();
-    ChannelSource::spawn(runtime, description, move |producer| produce(read, producer))
+    ChannelSource::spawn(runtime, description, move |producer| {
+        produce(read, producer)
+    })
 }
 
 fn origin(url: &reqwest::Url) -> String {
@@ -55,7 +57,11 @@ async fn produce(read: FhirRead, producer: Producer) -> Result<(), SourceError> 
         .build()
         .map_err(|e| fail(format!("HTTP client: {e}")))?;
     let token = match &read.token {
-        Some(t) => Some(t.expose_text().map_err(|e| fail(e.to_string()))?.to_string()),
+        Some(t) => Some(
+            t.expose_text()
+                .map_err(|e| fail(e.to_string()))?
+                .to_string(),
+        ),
         None => None,
     };
     for rt in &read.resource_types {
@@ -63,25 +69,39 @@ async fn produce(read: FhirRead, producer: Producer) -> Result<(), SourceError> 
         url.path_segments_mut()
             .map_err(|_| fail(format!("base URL {} cannot have a path", read.base_url)))?
             .push(rt);
-        url.query_pairs_mut().append_pair("_count", &read.page_size.to_string());
+        url.query_pairs_mut()
+            .append_pair("_count", &read.page_size.to_string());
         let mut seen = HashSet::new();
         let mut next = Some(url);
         let mut page = 0usize;
         while let Some(url) = next.take() {
             page += 1;
             if page > MAX_PAGES || !seen.insert(url.to_string()) {
-                return Err(fail(format!("{rt}: paging did not end (page {page}, {url})")));
+                return Err(fail(format!(
+                    "{rt}: paging did not end (page {page}, {url})"
+                )));
             }
             if origin(&url) != origin(&base) {
-                return Err(fail(format!("{rt}: next link {url} leaves the server {}", origin(&base))));
+                return Err(fail(format!(
+                    "{rt}: next link {url} leaves the server {}",
+                    origin(&base)
+                )));
             }
-            let mut req = client.get(url.clone()).header("Accept", "application/fhir+json");
+            let mut req = client
+                .get(url.clone())
+                .header("Accept", "application/fhir+json");
             if let Some(t) = &token {
                 req = req.bearer_auth(t);
             }
-            let resp = req.send().await.map_err(|e| fail(format!("GET {url}: {e}")))?;
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| fail(format!("GET {url}: {e}")))?;
             let status = resp.status();
-            let body = resp.bytes().await.map_err(|e| fail(format!("GET {url}: {e}")))?;
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| fail(format!("GET {url}: {e}")))?;
             producer.bytes.add(body.len() as u64);
             if !status.is_success() {
                 return Err(fail(format!("GET {url}: HTTP {status}")));
@@ -91,12 +111,21 @@ async fn produce(read: FhirRead, producer: Producer) -> Result<(), SourceError> 
             if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
                 return Err(fail(format!("GET {url}: response is not a Bundle")));
             }
-            let entries = bundle.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+            let entries = bundle
+                .get("entry")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             for (i, entry) in entries.into_iter().enumerate() {
                 let location = format!("{rt} page {page} entry {}", i + 1);
                 let item = match entry.get("resource") {
-                    Some(Value::Object(r)) if r.get("resourceType").is_some_and(Value::is_string) => {
-                        SourceItem::Record { record: r.clone(), location }
+                    Some(Value::Object(r))
+                        if r.get("resourceType").is_some_and(Value::is_string) =>
+                    {
+                        SourceItem::Record {
+                            record: r.clone(),
+                            location,
+                        }
                     }
                     _ => SourceItem::Malformed {
                         location,
@@ -112,10 +141,15 @@ async fn produce(read: FhirRead, producer: Producer) -> Result<(), SourceError> 
                 .get("link")
                 .and_then(Value::as_array)
                 .and_then(|links| {
-                    links.iter().find(|l| l.get("relation").and_then(Value::as_str) == Some("next"))
+                    links
+                        .iter()
+                        .find(|l| l.get("relation").and_then(Value::as_str) == Some("next"))
                 })
                 .and_then(|l| l.get("url").and_then(Value::as_str))
-                .map(|u| base.join(u).map_err(|e| fail(format!("{rt}: bad next link {u}: {e}"))))
+                .map(|u| {
+                    base.join(u)
+                        .map_err(|e| fail(format!("{rt}: bad next link {u}: {e}")))
+                })
                 .transpose()?;
         }
     }

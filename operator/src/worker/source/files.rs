@@ -154,23 +154,52 @@ mod tests {
         std::fs::write(dir.path().join("a.ndjson"), "{\"n\":1}\n").unwrap();
         std::fs::write(dir.path().join(".c.ndjson"), "{\"n\":3}\n").unwrap();
         std::fs::write(dir.path().join("d.txt"), "x").unwrap();
-        let mut src = FileSource::open("s", dir.path(), "t/p", "*.ndjson", FileFormat::Ndjson, Charset::Utf8, None).unwrap();
+        let mut src = FileSource::open(
+            "s",
+            dir.path(),
+            "t/p",
+            "*.ndjson",
+            FileFormat::Ndjson,
+            Charset::Utf8,
+            None,
+        )
+        .unwrap();
         let mut seen = Vec::new();
         while let Some(item) = src.next_item() {
             match item.unwrap() {
-                SourceItem::Record { record, location } => seen.push((record["n"].clone(), location)),
+                SourceItem::Record { record, location } => {
+                    seen.push((record["n"].clone(), location))
+                }
                 other => panic!("{other:?}"),
             }
         }
-        assert_eq!(seen, vec![(1.into(), "t/p/a.ndjson:1".to_string()), (2.into(), "t/p/b.ndjson:1".to_string())]);
+        assert_eq!(
+            seen,
+            vec![
+                (1.into(), "t/p/a.ndjson:1".to_string()),
+                (2.into(), "t/p/b.ndjson:1".to_string())
+            ]
+        );
         assert_eq!(src.bytes_read(), 16);
     }
 
     #[test]
     fn a_missing_directory_fails_before_reading() {
-        let err = FileSource::open("lis", Path::new("/nonexistent/x"), "t/x", "*", FileFormat::Csv, Charset::Utf8, None)
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("source lis: cannot read /nonexistent/x"), "{err}");
+        let err = FileSource::open(
+            "lis",
+            Path::new("/nonexistent/x"),
+            "t/x",
+            "*",
+            FileFormat::Csv,
+            Charset::Utf8,
+            None,
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.to_string()
+                .contains("source lis: cannot read /nonexistent/x"),
+            "{err}"
+        );
     }
 }

@@ -44,9 +44,15 @@ mod tests {
         bytes.extend_from_slice(b"\nMSH|^~\\&|\x81\x20|\r");
         let items = read_messages(&bytes, Charset::Gb18030, "inbox/a.hl7");
         assert_eq!(items.len(), 3);
-        let SourceItem::Record { record, .. } = &items[0] else { panic!() };
+        let SourceItem::Record { record, .. } = &items[0] else {
+            panic!()
+        };
         assert_eq!(record["PID"]["5"]["1"], "王");
-        assert!(matches!(&items[1], SourceItem::Malformed { reason, .. } if reason.contains("truncated")));
-        assert!(matches!(&items[2], SourceItem::Malformed { reason, .. } if reason.contains("GB18030")));
+        assert!(
+            matches!(&items[1], SourceItem::Malformed { reason, .. } if reason.contains("truncated"))
+        );
+        assert!(
+            matches!(&items[2], SourceItem::Malformed { reason, .. } if reason.contains("GB18030"))
+        );
     }
 }

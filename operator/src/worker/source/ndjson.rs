@@ -123,16 +123,22 @@ impl<R: BufRead> Iterator for NdjsonRecords<R> {
             }
             self.line_no += 1;
             if cut {
-                return Some(Ok(self.malformed(format!("line longer than {MAX_LINE} bytes"))));
+                return Some(Ok(
+                    self.malformed(format!("line longer than {MAX_LINE} bytes"))
+                ));
             }
             let line = trim_line(&self.buf);
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             let parsed: Result<Value, String> = match self.charset {
-                Charset::Utf8 => serde_json::from_slice(line).map_err(|e| format!("invalid JSON: {e}")),
+                Charset::Utf8 => {
+                    serde_json::from_slice(line).map_err(|e| format!("invalid JSON: {e}"))
+                }
                 cs => match charset::decode(line, cs) {
-                    Some(text) => serde_json::from_str(&text).map_err(|e| format!("invalid JSON: {e}")),
+                    Some(text) => {
+                        serde_json::from_str(&text).map_err(|e| format!("invalid JSON: {e}"))
+                    }
                     None => Err(format!("line is not valid {}", cs.label())),
                 },
             };
@@ -176,20 +182,33 @@ mod tests {
         let input = b"{\"a\":1}\r\n\n{bad\n[1]\n{\"b\":\"\xff\"}\n{\"c\":3}";
         let items = read(input, Charset::Utf8, false);
         assert_eq!(items.len(), 5);
-        assert!(matches!(&items[0], SourceItem::Record { location, .. } if location == "f.ndjson:1"));
-        assert!(matches!(&items[1], SourceItem::Malformed { location, reason, .. } if location == "f.ndjson:3" && reason.starts_with("invalid JSON")));
-        assert!(matches!(&items[2], SourceItem::Malformed { reason, .. } if reason.contains("not an object")));
+        assert!(
+            matches!(&items[0], SourceItem::Record { location, .. } if location == "f.ndjson:1")
+        );
+        assert!(
+            matches!(&items[1], SourceItem::Malformed { location, reason, .. } if location == "f.ndjson:3" && reason.starts_with("invalid JSON"))
+        );
+        assert!(
+            matches!(&items[2], SourceItem::Malformed { reason, .. } if reason.contains("not an object"))
+        );
         assert!(matches!(&items[3], SourceItem::Malformed { .. }));
-        assert!(matches!(&items[4], SourceItem::Record { location, .. } if location == "f.ndjson:6"));
+        assert!(
+            matches!(&items[4], SourceItem::Record { location, .. } if location == "f.ndjson:6")
+        );
     }
 
     #[test]
     fn fhir_resources_need_a_resource_type_and_gb18030_decodes() {
-        let text = "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"王\"}]}\n{\"id\":\"x\"}\n";
+        let text =
+            "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"王\"}]}\n{\"id\":\"x\"}\n";
         let bytes = charset::encode(text, Charset::Gb18030);
         let items = read(&bytes, Charset::Gb18030, true);
-        let SourceItem::Record { record, .. } = &items[0] else { panic!() };
+        let SourceItem::Record { record, .. } = &items[0] else {
+            panic!()
+        };
         assert_eq!(record["name"][0]["family"], "王");
-        assert!(matches!(&items[1], SourceItem::Malformed { reason, .. } if reason.contains("resourceType")));
+        assert!(
+            matches!(&items[1], SourceItem::Malformed { reason, .. } if reason.contains("resourceType"))
+        );
     }
 }

@@ -84,7 +84,9 @@ impl PgRead {
 /// Starts the read on `runtime`; items arrive through the returned source.
 pub fn open(runtime: &tokio::runtime::Handle, read: PgRead) -> ChannelSource {
     let description = read.describe();
-    ChannelSource::spawn(runtime, description, move |producer| produce(read, producer))
+    ChannelSource::spawn(runtime, description, move |producer| {
+        produce(read, producer)
+    })
 }
 
 async fn connect(read: &PgRead) -> Result<tokio_postgres::Client, SourceError> {
@@ -111,12 +113,12 @@ async fn connect(read: &PgRead) -> Result<tokio_postgres::Client, SourceError> {
         mode => {
             config.ssl_mode(PgSslMode::Require);
             let ca = read.ca_pem.as_ref().map(|v| v.expose());
-            let tls = super::pg_tls::client_config(mode == SslMode::VerifyFull, ca).map_err(|message| {
-                SourceError::Config {
+            let tls = super::pg_tls::client_config(mode == SslMode::VerifyFull, ca).map_err(
+                |message| SourceError::Config {
                     source_name: read.source_name.clone(),
                     message,
-                }
-            })?;
+                },
+            )?;
             let (client, conn) = config
                 .connect(super::pg_tls::MakeRustls::new(tls))
                 .await
@@ -140,7 +142,10 @@ async fn produce(read: PgRead, producer: Producer) -> Result<(), SourceError> {
 
     let wm_col = read.connector.watermark_column.as_deref().map(quote_ident);
     let (sql, after) = match &wm_col {
-        None => (format!("SELECT row_to_json(t)::text, NULL::text FROM {relation} AS t ORDER BY 1"), None),
+        None => (
+            format!("SELECT row_to_json(t)::text, NULL::text FROM {relation} AS t ORDER BY 1"),
+            None,
+        ),
         Some(col) => {
             // The watermark's type, so the checkpoint (kept as text) compares as that type.
             let probe = tx
@@ -152,7 +157,11 @@ async fn produce(read: PgRead, producer: Producer) -> Result<(), SourceError> {
                 .first()
                 .map(|c| c.type_().name().to_string())
                 .unwrap_or_default();
-            if type_name.is_empty() || !type_name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            if type_name.is_empty()
+                || !type_name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
                 return Err(SourceError::Config {
                     source_name: read.source_name.clone(),
                     message: format!("watermark column has an unsupported type {type_name:?}"),
@@ -184,7 +193,11 @@ async fn produce(read: PgRead, producer: Producer) -> Result<(), SourceError> {
         .await
         .map_err(|e| read.remote("cannot open a cursor", e))?;
 
-    let label = read.connector.table.clone().unwrap_or_else(|| "query".into());
+    let label = read
+        .connector
+        .table
+        .clone()
+        .unwrap_or_else(|| "query".into());
     let mut row_no: u64 = 0;
     let mut watermark = read.after.clone();
     loop {
@@ -219,7 +232,9 @@ async fn produce(read: PgRead, producer: Producer) -> Result<(), SourceError> {
         }
     }
     producer.set_watermark(watermark);
-    tx.commit().await.map_err(|e| read.remote("cannot end the read", e))?;
+    tx.commit()
+        .await
+        .map_err(|e| read.remote("cannot end the read", e))?;
     Ok(())
 }
 

@@ -22,7 +22,10 @@ impl Cleanse {
                 if !f.contains('%') {
                     return Err(StepError::Config {
                         step: name,
-                        message: format!("field {}: date format {f:?} has no strftime directive", r.field),
+                        message: format!(
+                            "field {}: date format {f:?} has no strftime directive",
+                            r.field
+                        ),
                     });
                 }
             }
@@ -38,9 +41,14 @@ impl Cleanse {
 /// when the format has a time of day).
 pub fn normalise_date(text: &str, format: &str) -> Option<String> {
     let tm = jiff::fmt::strtime::parse(format, text).ok()?;
-    let has_time = format.contains("%H") || format.contains("%I") || format.contains("%T") || format.contains("%R");
+    let has_time = format.contains("%H")
+        || format.contains("%I")
+        || format.contains("%T")
+        || format.contains("%R");
     if has_time {
-        tm.to_datetime().ok().map(|dt| dt.strftime("%Y-%m-%dT%H:%M:%S").to_string())
+        tm.to_datetime()
+            .ok()
+            .map(|dt| dt.strftime("%Y-%m-%dT%H:%M:%S").to_string())
     } else {
         tm.to_date().ok().map(|d| d.to_string())
     }
@@ -127,7 +135,10 @@ rules:
         assert_eq!(r["born"], "1949-12-31");
         assert_eq!(r["value"], Value::Null);
         assert_eq!(r["items"], json!([{"v": "a"}, {"v": "b"}]));
-        let mut other = json!({"code": "XYZ", "at": "not a date"}).as_object().unwrap().clone();
+        let mut other = json!({"code": "XYZ", "at": "not a date"})
+            .as_object()
+            .unwrap()
+            .clone();
         c.apply(&mut other);
         assert_eq!(other["code"], "UNKNOWN");
         assert_eq!(other["at"], "not a date");

@@ -90,7 +90,11 @@ impl BarrierRun for DedupeRun {
             .plan
             .key
             .iter()
-            .map(|k| record::get(rec, k).and_then(record::text).map(|t| t.into_owned()))
+            .map(|k| {
+                record::get(rec, k)
+                    .and_then(record::text)
+                    .map(|t| t.into_owned())
+            })
             .collect();
         if parts.iter().all(Option::is_none) {
             // Nothing to compare on: such records are all kept.
@@ -102,7 +106,11 @@ impl BarrierRun for DedupeRun {
             .map(|p| p.unwrap_or_else(|| "\u{0}".into()))
             .collect::<Vec<_>>()
             .join("\u{1f}");
-        let order = self.plan.by.as_deref().and_then(|b| Order::of(record::get(rec, b)));
+        let order = self
+            .plan
+            .by
+            .as_deref()
+            .and_then(|b| Order::of(record::get(rec, b)));
         match self.winners.get_mut(&key) {
             Some(current) => {
                 let wins = match (&order, &current.0) {

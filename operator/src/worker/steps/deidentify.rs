@@ -24,15 +24,33 @@ use crate::worker::record::{self, Record};
 enum Action {
     Keep,
     Redact,
-    Mask { first: usize, last: usize, ch: char },
+    Mask {
+        first: usize,
+        last: usize,
+        ch: char,
+    },
     Substitute(Value),
-    Hash { h: KeyedHash, reference_id_only: bool },
+    Hash {
+        h: KeyedHash,
+        reference_id_only: bool,
+    },
     Encrypt(Cipher),
-    DateShift { h: KeyedHash, max_days: u32, patient_field: String },
+    DateShift {
+        h: KeyedHash,
+        max_days: u32,
+        patient_field: String,
+    },
     Year,
-    AgeBand { width: u32 },
-    RegionPrefix { len: usize },
-    Perturb { max_abs: f64, h: Option<KeyedHash> },
+    AgeBand {
+        width: u32,
+    },
+    RegionPrefix {
+        len: usize,
+    },
+    Perturb {
+        max_abs: f64,
+        h: Option<KeyedHash>,
+    },
 }
 
 /// A compiled deidentify step.
@@ -58,17 +76,28 @@ struct Keys<'a> {
 }
 
 impl Keys<'_> {
-    fn load(&self, key_of: impl Fn(&crate::api::deidentify::DeidentifyKeys) -> &String) -> Result<(Vec<u8>, String), StepError> {
+    fn load(
+        &self,
+        key_of: impl Fn(&crate::api::deidentify::DeidentifyKeys) -> &String,
+    ) -> Result<(Vec<u8>, String), StepError> {
         let keys = self.spec.keys.as_ref().ok_or_else(|| StepError::Config {
             step: self.step.to_string(),
-            message: "cryptoHash, encrypt and dateShift rules need keys (a Secret reference)".into(),
+            message: "cryptoHash, encrypt and dateShift rules need keys (a Secret reference)"
+                .into(),
         })?;
         let key = key_of(keys);
-        let value = self.ctx.secrets.read(&keys.secret_name, key).map_err(|source| StepError::Secret {
-            step: self.step.to_string(),
-            source,
-        })?;
-        Ok((key_bytes(&value), format!("key {key} of Secret {}", keys.secret_name)))
+        let value = self
+            .ctx
+            .secrets
+            .read(&keys.secret_name, key)
+            .map_err(|source| StepError::Secret {
+                step: self.step.to_string(),
+                source,
+            })?;
+        Ok((
+            key_bytes(&value),
+            format!("key {key} of Secret {}", keys.secret_name),
+        ))
     }
 }
 
@@ -81,14 +110,25 @@ fn crypto_err(step: &str) -> impl Fn(crate::worker::crypto::CryptoError) -> Step
 
 impl Deidentify {
     /// Compiles the step: resolves selectors against the dictionary and loads every key.
-    pub fn compile(name: String, spec: &DeidentifyStep, ctx: &CompileContext<'_>) -> Result<Self, StepError> {
-        let keys = Keys { step: &name, ctx, spec };
+    pub fn compile(
+        name: String,
+        spec: &DeidentifyStep,
+        ctx: &CompileContext<'_>,
+    ) -> Result<Self, StepError> {
+        let keys = Keys {
+            step: &name,
+            ctx,
+            spec,
+        };
         let mut actions = Vec::new();
         for (i, rule) in spec.rules.iter().enumerate() {
             let label = rule_label(rule, i);
             let missing = |what: &str| StepError::Config {
                 step: name.clone(),
-                message: format!("rule {label}: method {} needs its {what} parameters", rule.method.as_str()),
+                message: format!(
+                    "rule {label}: method {} needs its {what} parameters",
+                    rule.method.as_str()
+                ),
             };
             let action = match rule.method {
                 Method::Keep => Action::Keep,
@@ -102,11 +142,17 @@ impl Deidentify {
                     }
                 }
                 Method::Substitute => {
-                    let s = rule.substitute.as_ref().ok_or_else(|| missing("substitute"))?;
+                    let s = rule
+                        .substitute
+                        .as_ref()
+                        .ok_or_else(|| missing("substitute"))?;
                     Action::Substitute(Value::String(s.value.clone()))
                 }
                 Method::CryptoHash => {
-                    let p = rule.crypto_hash.clone().unwrap_or(CryptoHashParams::default());
+                    let p = rule
+                        .crypto_hash
+                        .clone()
+                        .unwrap_or(CryptoHashParams::default());
                     let (k, what) = keys.load(|k| &k.hmac_key)?;
                     Action::Hash {
                         h: KeyedHash::new(p.algorithm, &k, &what).map_err(crypto_err(&name))?,
@@ -119,23 +165,33 @@ impl Deidentify {
                     Action::Encrypt(Cipher::new(p.algorithm, &k, &what).map_err(crypto_err(&name))?)
                 }
                 Method::DateShift => {
-                    let p = rule.date_shift.as_ref().ok_or_else(|| missing("dateShift"))?;
+                    let p = rule
+                        .date_shift
+                        .as_ref()
+                        .ok_or_else(|| missing("dateShift"))?;
                     let (k, what) = keys.load(|k| &k.date_shift_key)?;
                     Action::DateShift {
-                        h: KeyedHash::new(HashAlgorithm::HmacSha256, &k, &what).map_err(crypto_err(&name))?,
+                        h: KeyedHash::new(HashAlgorithm::HmacSha256, &k, &what)
+                            .map_err(crypto_err(&name))?,
                         max_days: p.max_days,
                         patient_field: p.patient_id_field.clone(),
                     }
                 }
                 Method::Generalize => {
-                    let g = rule.generalize.as_ref().ok_or_else(|| missing("generalize"))?;
+                    let g = rule
+                        .generalize
+                        .as_ref()
+                        .ok_or_else(|| missing("generalize"))?;
                     match g.to {
                         Generalization::Year => Action::Year,
                         Generalization::AgeBand => Action::AgeBand {
                             width: g.band_years.max(1),
                         },
                         Generalization::RegionPrefix => Action::RegionPrefix {
-                            len: g.prefix_length.ok_or_else(|| missing("generalize.prefixLength"))? as usize,
+                            len: g
+                                .prefix_length
+                                .ok_or_else(|| missing("generalize.prefixLength"))?
+                                as usize,
                         },
                     }
                 }
@@ -145,11 +201,17 @@ impl Deidentify {
                     let h = match &spec.keys {
                         Some(_) => {
                             let (k, what) = keys.load(|k| &k.hmac_key)?;
-                            Some(KeyedHash::new(HashAlgorithm::HmacSha256, &k, &what).map_err(crypto_err(&name))?)
+                            Some(
+                                KeyedHash::new(HashAlgorithm::HmacSha256, &k, &what)
+                                    .map_err(crypto_err(&name))?,
+                            )
                         }
                         None => None,
                     };
-                    Action::Perturb { max_abs: p.max_abs, h }
+                    Action::Perturb {
+                        max_abs: p.max_abs,
+                        h,
+                    }
                 }
             };
             actions.push((label, action));
@@ -205,7 +267,13 @@ fn rule_label(rule: &DeidentifyRule, i: usize) -> String {
     let selector = if let Some(f) = &rule.field {
         f.clone()
     } else if let Some(c) = rule.identifier {
-        format!("identifier={}", serde_json::to_value(c).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())
+        format!(
+            "identifier={}",
+            serde_json::to_value(c)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default()
+        )
     } else if let Some(c) = rule.category {
         format!("category={c:?}")
     } else {
@@ -227,7 +295,10 @@ fn patient_key(v: &Value) -> Option<String> {
 }
 
 /// Applies `f` to every scalar under `v`; nulls are left alone.
-fn each_scalar(v: &mut Value, f: &mut dyn FnMut(&mut Value) -> Result<(), String>) -> Result<(), String> {
+fn each_scalar(
+    v: &mut Value,
+    f: &mut dyn FnMut(&mut Value) -> Result<(), String>,
+) -> Result<(), String> {
     match v {
         Value::Object(m) => m.values_mut().try_for_each(|c| each_scalar(c, f)),
         Value::Array(items) => items.iter_mut().try_for_each(|c| each_scalar(c, f)),
@@ -279,10 +350,16 @@ impl Walk<'_> {
                 *v = value.clone();
                 Ok(())
             }
-            Action::Hash { h, reference_id_only } => each_scalar(v, &mut |s| {
+            Action::Hash {
+                h,
+                reference_id_only,
+            } => each_scalar(v, &mut |s| {
                 let text = record::text(s).unwrap_or_default().into_owned();
                 let hashed = match text.split_once('/') {
-                    Some((kind, id)) if *reference_id_only && kind.chars().next().is_some_and(|c| c.is_ascii_uppercase()) => {
+                    Some((kind, id))
+                        if *reference_id_only
+                            && kind.chars().next().is_some_and(|c| c.is_ascii_uppercase()) =>
+                    {
                         format!("{kind}/{}", h.hex_tag(id.as_bytes()))
                     }
                     _ => h.hex_tag(text.as_bytes()),
@@ -295,9 +372,18 @@ impl Walk<'_> {
                 *s = Value::String(c.encrypt(text.as_bytes()).map_err(|e| e.to_string())?);
                 Ok(())
             }),
-            Action::DateShift { h, max_days, patient_field } => {
+            Action::DateShift {
+                h,
+                max_days,
+                patient_field,
+            } => {
                 let Some(Some(patient)) = self.patients.get(patient_field.as_str()) else {
-                    self.error = Some((label.clone(), format!("{path}: dateShift needs the patient id field {patient_field}, which is missing")));
+                    self.error = Some((
+                        label.clone(),
+                        format!(
+                            "{path}: dateShift needs the patient id field {patient_field}, which is missing"
+                        ),
+                    ));
                     return true;
                 };
                 let days = h.offset(patient.as_bytes(), *max_days);
@@ -314,7 +400,9 @@ impl Walk<'_> {
                 let text = record::text(s).unwrap_or_default();
                 let year = match DateValue::parse(&text) {
                     Some(d) => d.date.year().to_string(),
-                    None if text.len() == 4 && text.bytes().all(|b| b.is_ascii_digit()) => text.into_owned(),
+                    None if text.len() == 4 && text.bytes().all(|b| b.is_ascii_digit()) => {
+                        text.into_owned()
+                    }
                     None => return Err(format!("{path} is not a date")),
                 };
                 *s = Value::String(year);
@@ -325,10 +413,12 @@ impl Walk<'_> {
                 each_scalar(v, &mut |s| {
                     let text = record::text(s).unwrap_or_default();
                     let age = match text.trim().parse::<f64>() {
-                        Ok(a) if a >= 0.0 && a < 200.0 => a.floor() as i64,
+                        Ok(a) if (0.0..200.0).contains(&a) => a.floor() as i64,
                         _ => match DateValue::parse(&text) {
                             Some(d) => age_on(d.date, as_of),
-                            None => return Err(format!("{path} is neither an age nor a birth date")),
+                            None => {
+                                return Err(format!("{path} is neither an age nor a birth date"));
+                            }
                         },
                     };
                     *s = Value::String(age_band(age, *width));
@@ -342,24 +432,36 @@ impl Walk<'_> {
             }),
             Action::Perturb { max_abs, h } => each_scalar(v, &mut |s| {
                 let text = record::text(s).unwrap_or_default().into_owned();
-                let n: f64 = text.trim().parse().map_err(|_| format!("{path} is not a number"))?;
+                let n: f64 = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{path} is not a number"))?;
                 let unit = match h {
                     Some(h) => h.unit(format!("{path}\u{1f}{text}").as_bytes()),
                     None => {
                         use ring::rand::SecureRandom;
                         let mut b = [0u8; 8];
-                        ring::rand::SystemRandom::new().fill(&mut b).map_err(|_| "random generator failed".to_string())?;
+                        ring::rand::SystemRandom::new()
+                            .fill(&mut b)
+                            .map_err(|_| "random generator failed".to_string())?;
                         (u64::from_be_bytes(b) >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
                     }
                 };
-                let integral = matches!(s, Value::Number(num) if !num.is_f64()) || (!text.contains('.') && s.is_string());
+                let integral = matches!(s, Value::Number(num) if !num.is_f64())
+                    || (!text.contains('.') && s.is_string());
                 let out = n + unit * max_abs;
-                let out = if integral { out.round() } else { (out * 1e6).round() / 1e6 };
+                let out = if integral {
+                    out.round()
+                } else {
+                    (out * 1e6).round() / 1e6
+                };
                 *s = match (&*s, integral) {
                     (Value::String(_), true) => Value::String(format!("{}", out as i64)),
                     (Value::String(_), false) => Value::String(format!("{out}")),
                     (_, true) => Value::from(out as i64),
-                    (_, false) => Number::from_f64(out).map(Value::Number).unwrap_or(Value::Null),
+                    (_, false) => Number::from_f64(out)
+                        .map(Value::Number)
+                        .unwrap_or(Value::Null),
                 };
                 Ok(())
             }),
@@ -488,7 +590,11 @@ mod tests {
 
     #[test]
     fn first_match_wins_and_unmatched_fields_are_removed() {
-        let d = dict(&[("name", "direct", "PersonalAttributes"), ("phone", "direct", "PersonalAttributes"), ("dx", "none", "HealthStatus")]);
+        let d = dict(&[
+            ("name", "direct", "PersonalAttributes"),
+            ("phone", "direct", "PersonalAttributes"),
+            ("dx", "none", "HealthStatus"),
+        ]);
         let step = compile(
             r#"
 keys: {secretName: k}
@@ -499,7 +605,10 @@ rules:
 "#,
             &d,
         );
-        let (out, o) = run(&step, json!({"name": "王小明", "phone": "13812345678", "dx": "I21.9", "extra": "x", "nested": {"a": 1}}));
+        let (out, o) = run(
+            &step,
+            json!({"name": "王小明", "phone": "13812345678", "dx": "I21.9", "extra": "x", "nested": {"a": 1}}),
+        );
         assert_eq!(o, Outcome::Keep);
         assert_eq!(out, json!({"phone": "*******5678", "dx": "I21.9"}));
     }
@@ -552,7 +661,12 @@ rules:
         let a = DateValue::parse(out["admitted"].as_str().unwrap()).unwrap();
         let b = DateValue::parse(out["discharged"].as_str().unwrap()).unwrap();
         assert_eq!((b.date - a.date).get_days(), 9);
-        assert!(out["admitted"].as_str().unwrap().ends_with("T08:00:00+08:00"));
+        assert!(
+            out["admitted"]
+                .as_str()
+                .unwrap()
+                .ends_with("T08:00:00+08:00")
+        );
         assert_ne!(out["admitted"], input["admitted"]);
         // Deterministic except encrypt.
         let (again, _) = run(&step, input);
@@ -570,14 +684,23 @@ rules:
             &d,
         );
         let (_, o) = run(&step, json!({"pid": "P1", "d": "yesterday"}));
-        assert!(matches!(&o, Outcome::Quarantine { rule, reason } if rule.contains("rules[0]") && reason.contains("d is not a date")), "{o:?}");
+        assert!(
+            matches!(&o, Outcome::Quarantine { rule, reason } if rule.contains("rules[0]") && reason.contains("d is not a date")),
+            "{o:?}"
+        );
         let (_, o) = run(&step, json!({"d": "2026-01-01"}));
-        assert!(matches!(&o, Outcome::Quarantine { reason, .. } if reason.contains("patient id field pid")), "{o:?}");
+        assert!(
+            matches!(&o, Outcome::Quarantine { reason, .. } if reason.contains("patient id field pid")),
+            "{o:?}"
+        );
     }
 
     #[test]
     fn nested_paths_and_arrays_follow_the_dictionary() {
-        let d = dict(&[("name.family", "direct", "PersonalAttributes"), ("PID.3", "direct", "PersonalAttributes")]);
+        let d = dict(&[
+            ("name.family", "direct", "PersonalAttributes"),
+            ("PID.3", "direct", "PersonalAttributes"),
+        ]);
         let step = compile(
             "keys: {secretName: k}\nrules:\n  - {field: PID.3, method: cryptoHash}\n  - {field: resourceType, method: keep}\n  - {field: name.given, method: keep}\n",
             &d,
@@ -600,8 +723,12 @@ rules:
             secrets: &secrets,
             as_of: jiff::civil::date(2026, 1, 1),
         };
-        let spec: DeidentifyStep = serde_yaml::from_str("keys: {secretName: k}\nrules: [{field: a, method: cryptoHash}]").unwrap();
-        let err = Deidentify::compile("d".into(), &spec, &ctx).unwrap_err().to_string();
+        let spec: DeidentifyStep =
+            serde_yaml::from_str("keys: {secretName: k}\nrules: [{field: a, method: cryptoHash}]")
+                .unwrap();
+        let err = Deidentify::compile("d".into(), &spec, &ctx)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("key hmac-key of Secret k"), "{err}");
     }
 }

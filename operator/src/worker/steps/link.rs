@@ -22,15 +22,23 @@ pub struct Link {
 
 impl Link {
     /// Compiles the step, loading its key.
-    pub fn compile(name: String, step: &LinkStep, secrets: &SecretStore) -> Result<Self, StepError> {
-        let key = secrets.read(&step.key.name, &step.key.key).map_err(|source| StepError::Secret {
-            step: name.clone(),
-            source,
-        })?;
+    pub fn compile(
+        name: String,
+        step: &LinkStep,
+        secrets: &SecretStore,
+    ) -> Result<Self, StepError> {
+        let key = secrets
+            .read(&step.key.name, &step.key.key)
+            .map_err(|source| StepError::Secret {
+                step: name.clone(),
+                source,
+            })?;
         let what = format!("key {} of Secret {}", step.key.key, step.key.name);
-        let hash = KeyedHash::new(step.algorithm, &key_bytes(&key), &what).map_err(|e| StepError::Config {
-            step: name.clone(),
-            message: e.to_string(),
+        let hash = KeyedHash::new(step.algorithm, &key_bytes(&key), &what).map_err(|e| {
+            StepError::Config {
+                step: name.clone(),
+                message: e.to_string(),
+            }
         })?;
         Ok(Link {
             name,
@@ -44,7 +52,11 @@ impl Link {
 /// Normalises an identity value so trivial differences (case, spaces) do not split a person.
 fn normalise(v: &Value) -> Option<String> {
     let t = record::text(v)?;
-    let t: String = t.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_uppercase();
+    let t: String = t
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_uppercase();
     (!t.is_empty()).then_some(t)
 }
 
@@ -59,7 +71,9 @@ impl RecordStep for Link {
             let Some(v) = record::get(rec, f).and_then(normalise) else {
                 return Outcome::Quarantine {
                     rule: format!("link {f}"),
-                    reason: format!("identity field {f} is missing, so no person id can be derived"),
+                    reason: format!(
+                        "identity field {f} is missing, so no person id can be derived"
+                    ),
                 };
             };
             if i > 0 {
@@ -67,7 +81,11 @@ impl RecordStep for Link {
             }
             material.push_str(&v);
         }
-        record::set(rec, &self.output, Value::String(self.hash.hex_tag(material.as_bytes())));
+        record::set(
+            rec,
+            &self.output,
+            Value::String(self.hash.hex_tag(material.as_bytes())),
+        );
         Outcome::Keep
     }
 }
@@ -81,16 +99,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("l")).unwrap();
         std::fs::write(dir.path().join("l/hmac-key"), key).unwrap();
-        let step: LinkStep = serde_yaml::from_str("identityFields: [id_card]\nkey: {name: l, key: hmac-key}\nalgorithm: HMAC-SM3").unwrap();
-        Link::compile("link".into(), &step, &SecretStore::under_root(dir.path(), &["l"])).unwrap()
+        let step: LinkStep = serde_yaml::from_str(
+            "identityFields: [id_card]\nkey: {name: l, key: hmac-key}\nalgorithm: HMAC-SM3",
+        )
+        .unwrap();
+        Link::compile(
+            "link".into(),
+            &step,
+            &SecretStore::under_root(dir.path(), &["l"]),
+        )
+        .unwrap()
     }
 
     #[test]
     fn same_person_same_pseudonym_only_under_the_same_key() {
         let a = link(&"11".repeat(32));
         let b = link(&"22".repeat(32));
-        let mut r1 = json!({"id_card": "11010519491231002x"}).as_object().unwrap().clone();
-        let mut r2 = json!({"id_card": " 11010519491231002X"}).as_object().unwrap().clone();
+        let mut r1 = json!({"id_card": "11010519491231002x"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let mut r2 = json!({"id_card": " 11010519491231002X"})
+            .as_object()
+            .unwrap()
+            .clone();
         let mut r3 = r1.clone();
         assert_eq!(a.apply(&mut r1), Outcome::Keep);
         a.apply(&mut r2);

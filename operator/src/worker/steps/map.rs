@@ -18,10 +18,18 @@ impl MapRecords {
     /// Compiles the step; a mapping without a source is a configuration error.
     pub fn compile(name: String, step: &MapStep) -> Result<Self, StepError> {
         for f in &step.fields {
-            if [f.from.is_some(), f.value.is_some(), f.template.is_some()].iter().filter(|x| **x).count() != 1 {
+            if [f.from.is_some(), f.value.is_some(), f.template.is_some()]
+                .iter()
+                .filter(|x| **x)
+                .count()
+                != 1
+            {
                 return Err(StepError::Config {
                     step: name,
-                    message: format!("mapping to {} needs exactly one of from, value or template", f.to),
+                    message: format!(
+                        "mapping to {} needs exactly one of from, value or template",
+                        f.to
+                    ),
                 });
             }
         }
@@ -63,7 +71,9 @@ pub fn cast(v: Value, to: ValueType) -> Result<Value, String> {
     if v.is_null() {
         return Ok(v);
     }
-    let text = record::text(&v).map(|t| t.trim().to_string()).unwrap_or_default();
+    let text = record::text(&v)
+        .map(|t| t.trim().to_string())
+        .unwrap_or_default();
     let fail = || format!("cannot cast {} to {}", describe(&v), type_name(to));
     match to {
         ValueType::String => Ok(Value::String(match &v {
@@ -96,7 +106,9 @@ pub fn cast(v: Value, to: ValueType) -> Result<Value, String> {
             .map(|d| Value::String(d.date.to_string()))
             .ok_or_else(fail),
         ValueType::DateTime => {
-            if text.parse::<jiff::Timestamp>().is_ok() || text.parse::<jiff::civil::DateTime>().is_ok() {
+            if text.parse::<jiff::Timestamp>().is_ok()
+                || text.parse::<jiff::civil::DateTime>().is_ok()
+            {
                 Ok(Value::String(text))
             } else {
                 Err(fail())
@@ -134,7 +146,11 @@ impl RecordStep for MapRecords {
     }
 
     fn apply(&self, rec: &mut Record) -> Outcome {
-        let mut out = if self.keep_unmapped { None } else { Some(Record::new()) };
+        let mut out = if self.keep_unmapped {
+            None
+        } else {
+            Some(Record::new())
+        };
         for f in &self.fields {
             let value = if let Some(from) = &f.from {
                 let v = if f.copy || out.is_some() {
@@ -218,7 +234,9 @@ fields:
         assert_eq!(s.apply(&mut r), Outcome::Keep);
         assert_eq!(serde_json::Value::Object(r), json!({"n": 42}));
         let mut bad = json!({"n": "4x"}).as_object().unwrap().clone();
-        assert!(matches!(s.apply(&mut bad), Outcome::Quarantine { reason, .. } if reason.contains("cannot cast a text value to integer")));
+        assert!(
+            matches!(s.apply(&mut bad), Outcome::Quarantine { reason, .. } if reason.contains("cannot cast a text value to integer"))
+        );
         assert_eq!(cast(json!("yes"), ValueType::Boolean), Ok(json!(true)));
         assert_eq!(cast(json!(3.0), ValueType::Integer), Ok(json!(3)));
         assert!(cast(json!("2026-13-01"), ValueType::Date).is_err());

@@ -61,7 +61,9 @@ pub enum StepError {
         source: SecretError,
     },
     /// A record failed a rule whose policy is to fail the run.
-    #[error("step {step}: rule {rule} failed at {location}: {reason}; the run fails (onFail/onError: fail)")]
+    #[error(
+        "step {step}: rule {rule} failed at {location}: {reason}; the run fails (onFail/onError: fail)"
+    )]
     RecordFailed {
         /// The step's name.
         step: String,
@@ -121,7 +123,9 @@ impl Dictionary {
         let mut fields = BTreeMap::new();
         for s in doc.sources.values() {
             for f in &s.fields {
-                fields.entry(f.path.clone()).or_insert((f.identifier, f.category));
+                fields
+                    .entry(f.path.clone())
+                    .or_insert((f.identifier, f.category));
             }
         }
         Dictionary { fields }
@@ -159,7 +163,9 @@ pub struct CompileContext<'a> {
 
 /// The display name of step `i`.
 pub fn step_name(step: &Step, i: usize) -> String {
-    step.name.clone().unwrap_or_else(|| format!("{}-{i}", step.kind()))
+    step.name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{i}", step.kind()))
 }
 
 /// Compiles every step in order.
@@ -168,22 +174,34 @@ pub fn compile(steps: &[Step], ctx: &CompileContext<'_>) -> Result<Vec<CompiledS
     for (i, step) in steps.iter().enumerate() {
         let name = step_name(step, i);
         if let Some(m) = &step.map {
-            out.push(CompiledStep::PerRecord(Box::new(map::MapRecords::compile(name, m)?)));
-        } else if let Some(c) = &step.cleanse {
-            out.push(CompiledStep::PerRecord(Box::new(cleanse::Cleanse::compile(name, c)?)));
-        } else if let Some(v) = &step.validate {
-            out.push(CompiledStep::PerRecord(Box::new(validate::Validate::compile(name, v)?)));
-        } else if let Some(d) = &step.deidentify {
-            out.push(CompiledStep::PerRecord(Box::new(deidentify::Deidentify::compile(
-                name.clone(),
-                d,
-                ctx,
+            out.push(CompiledStep::PerRecord(Box::new(map::MapRecords::compile(
+                name, m,
             )?)));
+        } else if let Some(c) = &step.cleanse {
+            out.push(CompiledStep::PerRecord(Box::new(
+                cleanse::Cleanse::compile(name, c)?,
+            )));
+        } else if let Some(v) = &step.validate {
+            out.push(CompiledStep::PerRecord(Box::new(
+                validate::Validate::compile(name, v)?,
+            )));
+        } else if let Some(d) = &step.deidentify {
+            out.push(CompiledStep::PerRecord(Box::new(
+                deidentify::Deidentify::compile(name.clone(), d, ctx)?,
+            )));
             if let Some(gate) = &d.privacy {
-                out.push(CompiledStep::Privacy(privacy::PrivacyPlan::new(name, gate, ctx.dictionary)));
+                out.push(CompiledStep::Privacy(privacy::PrivacyPlan::new(
+                    name,
+                    gate,
+                    ctx.dictionary,
+                )));
             }
         } else if let Some(l) = &step.link {
-            out.push(CompiledStep::PerRecord(Box::new(link::Link::compile(name, l, ctx.secrets)?)));
+            out.push(CompiledStep::PerRecord(Box::new(link::Link::compile(
+                name,
+                l,
+                ctx.secrets,
+            )?)));
         } else if let Some(d) = &step.dedupe {
             out.push(CompiledStep::Dedupe(dedupe::DedupePlan::new(name, d)));
         } else {

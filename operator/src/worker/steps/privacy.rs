@@ -84,7 +84,12 @@ impl BarrierRun for PrivacyRun {
     fn finish(self: Box<Self>) -> Result<Box<dyn Replay>, BarrierError> {
         let total = self.writer.count();
         let k = self.plan.k;
-        let small: u64 = self.groups.values().filter(|c| **c < k).map(|c| u64::from(*c)).sum();
+        let small: u64 = self
+            .groups
+            .values()
+            .filter(|c| **c < k)
+            .map(|c| u64::from(*c))
+            .sum();
         if total > 0 {
             let percent = small as f64 * 100.0 / total as f64;
             if percent > self.plan.max_suppression_percent {
@@ -118,7 +123,9 @@ struct PrivacyReplay {
 fn find_leftover(v: &Value, path: &mut String) -> Option<(String, &'static str)> {
     match v {
         Value::String(s) => scan_text(s).first().map(|k| (path.clone(), k.as_str())),
-        Value::Number(n) => scan_text(&n.to_string()).first().map(|k| (path.clone(), k.as_str())),
+        Value::Number(n) => scan_text(&n.to_string())
+            .first()
+            .map(|k| (path.clone(), k.as_str())),
         Value::Array(items) => items.iter().find_map(|i| find_leftover(i, path)),
         Value::Object(m) => {
             let base = path.len();
@@ -142,7 +149,11 @@ fn find_leftover(v: &Value, path: &mut String) -> Option<(String, &'static str)>
 impl Replay for PrivacyReplay {
     fn next_record(&mut self) -> Result<Option<(Record, String)>, BarrierError> {
         while let Some((rec, location)) = self.reader.next_record()? {
-            let count = self.groups.get(&self.plan.group_key(&rec)).copied().unwrap_or(0);
+            let count = self
+                .groups
+                .get(&self.plan.group_key(&rec))
+                .copied()
+                .unwrap_or(0);
             if count < self.plan.k {
                 self.removed += 1;
                 continue;
@@ -157,7 +168,9 @@ impl Replay for PrivacyReplay {
                 if let Some((field, kind)) = found {
                     return Err(BarrierError::Privacy {
                         step: self.plan.step.clone(),
-                        message: format!("leftover identifier: a {kind} in field {field} of the record from {location}"),
+                        message: format!(
+                            "leftover identifier: a {kind} in field {field} of the record from {location}"
+                        ),
                     });
                 }
             }
@@ -178,7 +191,11 @@ mod tests {
 
     fn run(gate: &str, rows: &[Value]) -> Result<(Vec<Value>, u64), String> {
         let dir = tempfile::tempdir().unwrap();
-        let plan = PrivacyPlan::new("d".into(), &serde_yaml::from_str(gate).unwrap(), &Dictionary::default());
+        let plan = PrivacyPlan::new(
+            "d".into(),
+            &serde_yaml::from_str(gate).unwrap(),
+            &Dictionary::default(),
+        );
         let mut r = plan.begin(&dir.path().join("s")).unwrap();
         for (i, row) in rows.iter().enumerate() {
             r.push(row.as_object().unwrap(), &format!("f:{i}")).unwrap();
@@ -200,7 +217,11 @@ mod tests {
 
     #[test]
     fn small_groups_are_suppressed_within_the_limit() {
-        let (out, removed) = run("k: 3\nquasiIdentifiers: [sex]\nmaxSuppressionPercent: 20", &rows(&[("M", 5), ("F", 4), ("U", 1)])).unwrap();
+        let (out, removed) = run(
+            "k: 3\nquasiIdentifiers: [sex]\nmaxSuppressionPercent: 20",
+            &rows(&[("M", 5), ("F", 4), ("U", 1)]),
+        )
+        .unwrap();
         assert_eq!(out.len(), 9);
         assert_eq!(removed, 1);
         assert!(out.iter().all(|r| r["sex"] != "U"));
@@ -208,8 +229,15 @@ mod tests {
 
     #[test]
     fn too_much_suppression_fails_the_run() {
-        let err = run("k: 5\nquasiIdentifiers: [sex]\nmaxSuppressionPercent: 10", &rows(&[("M", 5), ("F", 2)])).unwrap_err();
-        assert!(err.contains("would suppress 2 of 7 records (28.6%)"), "{err}");
+        let err = run(
+            "k: 5\nquasiIdentifiers: [sex]\nmaxSuppressionPercent: 10",
+            &rows(&[("M", 5), ("F", 2)]),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("would suppress 2 of 7 records (28.6%)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -217,7 +245,10 @@ mod tests {
         let mut data = rows(&[("M", 3)]);
         data[1]["note"] = json!({"text": "联系 13812345678"});
         let err = run("k: 2\nquasiIdentifiers: [sex]", &data).unwrap_err();
-        assert!(err.contains("a mobile number in field note.text of the record from f:1"), "{err}");
+        assert!(
+            err.contains("a mobile number in field note.text of the record from f:1"),
+            "{err}"
+        );
         assert!(!err.contains("13812345678"));
         assert!(run("k: 2\nquasiIdentifiers: [sex]\nleftoverScan: false", &data).is_ok());
     }

@@ -29,10 +29,14 @@ impl Validate {
         let mut rules = Vec::new();
         for r in &step.rules {
             let pattern = match &r.pattern {
-                Some(p) => Some(Regex::new(&format!("^(?:{p})$")).map_err(|e| StepError::Config {
-                    step: name.clone(),
-                    message: format!("rule {}: invalid pattern: {e}", r.name),
-                })?),
+                Some(p) => {
+                    Some(
+                        Regex::new(&format!("^(?:{p})$")).map_err(|e| StepError::Config {
+                            step: name.clone(),
+                            message: format!("rule {}: invalid pattern: {e}", r.name),
+                        })?,
+                    )
+                }
                 None => None,
             };
             rules.push(Rule {
@@ -87,9 +91,9 @@ fn check(rule: &Rule, v: &Value) -> Result<(), String> {
         return Err(format!("{field} is not one of the allowed values"));
     }
     match r.check {
-        Some(BuiltinCheck::ResidentId) if !is_valid_resident_id(text.trim()) => {
-            Err(format!("{field} is not a valid resident id (GB 11643 check digit or birth date)"))
-        }
+        Some(BuiltinCheck::ResidentId) if !is_valid_resident_id(text.trim()) => Err(format!(
+            "{field} is not a valid resident id (GB 11643 check digit or birth date)"
+        )),
         Some(BuiltinCheck::MobilePhone) if !is_mobile_phone(text.trim()) => {
             Err(format!("{field} is not a mainland mobile number"))
         }
@@ -184,14 +188,18 @@ rules:
         // Optional fields may be absent.
         assert_eq!(validate(rules, json!({"pid": "P1"})), Outcome::Keep);
         assert_eq!(
-            validate("onFail: drop\nrules: [{name: r, field: x, required: true}]", json!({})),
+            validate(
+                "onFail: drop\nrules: [{name: r, field: x, required: true}]",
+                json!({})
+            ),
             Outcome::Drop { rule: "r".into() }
         );
     }
 
     #[test]
     fn a_bad_pattern_fails_compilation() {
-        let step: ValidateStep = serde_yaml::from_str("rules: [{name: r, field: x, pattern: \"(\"}]").unwrap();
+        let step: ValidateStep =
+            serde_yaml::from_str("rules: [{name: r, field: x, pattern: \"(\"}]").unwrap();
         assert!(Validate::compile("v".into(), &step).is_err());
     }
 }
