@@ -200,7 +200,14 @@ impl Listener {
                 (Some(e), ns) if ns.is_none_or(|s| e < s) => {
                     let message: Vec<u8> = buf[1..e].to_vec();
                     buf.drain(..e + 2);
-                    replies.push(self.handle(&message).await);
+                    if message.len() > self.args.max_message_bytes {
+                        replies.push(reject(&format!(
+                            "message exceeds {} bytes",
+                            self.args.max_message_bytes
+                        )));
+                    } else {
+                        replies.push(self.handle(&message).await);
+                    }
                 }
                 (_, Some(s)) => {
                     buf.drain(..s);
