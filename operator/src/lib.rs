@@ -5,4 +5,10 @@
 //! [`worker`] and [`node_agent`] are the data plane and the host scanner.
 
 pub mod api;
+pub mod check;
 pub mod cli;
+pub mod controller;
+pub mod manifests;
+pub mod node_agent;
+pub mod policy;
+pub mod render;

@@ -1,4 +1,5 @@
 //! Fails when `crds/` differs from what `medplat crd --out crds/` generates.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 
@@ -35,8 +36,19 @@ fn committed_crds_match_the_generated_ones() {
 #[test]
 fn crd_stream_holds_every_kind_once() {
     let yaml = medplat::cli::crd::render_all_yaml().unwrap();
-    for kind in ["AccessPolicy", "DataSource", "NodeCompliance", "Pipeline", "Platform", "StorageTier"] {
-        assert_eq!(yaml.matches(&format!("kind: {kind}\n")).count(), 1, "{kind}");
+    for kind in [
+        "AccessPolicy",
+        "DataSource",
+        "NodeCompliance",
+        "Pipeline",
+        "Platform",
+        "StorageTier",
+    ] {
+        assert_eq!(
+            yaml.matches(&format!("kind: {kind}\n")).count(),
+            1,
+            "{kind}"
+        );
     }
 }
 
@@ -61,5 +73,8 @@ fn binary_exits_non_zero_on_unwritable_output() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot create output directory"), "{stderr}");
+    assert!(
+        stderr.contains("cannot create output directory"),
+        "{stderr}"
+    );
 }

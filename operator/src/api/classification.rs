@@ -165,7 +165,7 @@ pub struct FieldSpec {
     /// The field's path in a record, dot-separated (`patient.idCard`, `result.value`).
     #[schemars(
         length(min = 1, max = 256),
-        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*$")
+        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)*$")
     )]
     pub path: String,
     /// `direct`, `quasi` or `none`: decides which de-identification rules must cover it.

@@ -68,7 +68,7 @@ pub enum OnError {
 pub struct DeidentifyRule {
     /// Select one field by its path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*$"))]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)*$"))]
     pub field: Option<String>,
     /// Select every field of an identifier class from the data dictionary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -226,7 +226,7 @@ pub struct DateShiftParams {
     #[schemars(range(min = 1, max = 3650))]
     pub max_days: u32,
     /// The field that identifies the patient; every date of one patient moves by the same offset.
-    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*$"))]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)*$"))]
     pub patient_id_field: String,
 }
 

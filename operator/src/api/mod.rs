@@ -8,6 +8,7 @@ pub mod classification;
 pub mod conditions;
 pub mod data_source;
 pub mod deidentify;
+pub mod metrics;
 pub mod node_compliance;
 pub mod pipeline;
 pub mod platform;

@@ -256,7 +256,7 @@ pub struct EndpointSink {
 #[serde(rename_all = "camelCase")]
 pub struct Buffer {
     /// The disk buffer size per sink, in MiB.
-    #[serde(default = "default_buffer_mib")]
+    #[serde(default = "default_buffer_mib", rename = "maxSizeMiB")]
     #[schemars(range(min = 256, max = 1048576))]
     pub max_size_mib: u32,
     /// What platform streams do when the buffer is full. Audit streams always block.

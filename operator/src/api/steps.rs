@@ -11,7 +11,7 @@ use super::deidentify::{DeidentifyStep, HashAlgorithm};
 use super::refs::SecretKeyRef;
 
 /// A dot-separated field path pattern, shared by every step.
-pub const FIELD_PATH_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*$";
+pub const FIELD_PATH_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)*$";
 
 /// One ordered step of a pipeline: exactly one of the step kinds.
 #[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
@@ -84,11 +84,11 @@ pub struct MapStep {
 #[x_kube(validation = Rule::new("[has(self.from), has(self.value), has(self.template)].filter(x, x).size() == 1").message("exactly one of from, value or template must be set"))]
 pub struct FieldMapping {
     /// The field to write.
-    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*$"))]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)*$"))]
     pub to: String,
     /// The field to read; it is moved (renamed) unless `copy` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*$"))]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)*$"))]
     pub from: Option<String>,
     /// A constant value to write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,7 +136,7 @@ pub struct CleanseStep {
 #[serde(rename_all = "camelCase")]
 pub struct CleanseRule {
     /// The field to cleanse.
-    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*$"))]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)*$"))]
     pub field: String,
     /// Trim surrounding whitespace (including full-width spaces).
     #[serde(default)]
@@ -201,7 +201,7 @@ pub struct ValidationRule {
     #[schemars(length(min = 1, max = 63))]
     pub name: String,
     /// The field to check.
-    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z_][A-Za-z0-9_\-]*)*$"))]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)*$"))]
     pub field: String,
     /// The field must be present and not null.
     #[serde(default)]

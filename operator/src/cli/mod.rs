@@ -1,6 +1,10 @@
 //! The `medplat` command line: one subcommand per job, each in its own file.
 
+pub mod alerts;
+pub mod check;
 pub mod crd;
+pub mod node_agent;
+pub mod run;
 
 use std::process::ExitCode;
 
@@ -20,13 +24,46 @@ pub struct Cli {
 pub enum Command {
     /// Print every CRD as one YAML stream, or write one file per CRD with --out.
     Crd(crd::CrdArgs),
+    /// Validate manifests offline: CRD schemas, CEL rules and the classification policy.
+    Check(check::CheckArgs),
+    /// Run the operator: every controller, with metrics and health endpoints.
+    Run(run::RunArgs),
+    /// Print the alert rules rendered from a Platform (PrometheusRule or a plain rules file).
+    Alerts(alerts::AlertsArgs),
+    /// Scan this node against the hardening baseline and report its NodeCompliance status.
+    NodeAgent(node_agent::NodeAgentArgs),
 }
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    init_process();
     match cli.command {
         Command::Crd(args) => report(crd::run(&args)),
+        Command::Check(args) => check::run(&args),
+        Command::Run(args) => run::run(args),
+        Command::Alerts(args) => report(alerts::run(&args)),
+        Command::NodeAgent(args) => report(node_agent::run(&args)),
     }
+}
+
+/// Process-wide setup: the rustls crypto provider (ring) and logging.
+///
+/// Logs go to stderr; `MEDPLAT_LOG_FORMAT=json` gives one JSON object per line for the log
+/// collector, anything else readable text. `RUST_LOG` filters them (default `info`).
+pub fn init_process() {
+    // A second install (tests calling this twice) is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = std::env::var("MEDPLAT_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// Prints an error with its chain of causes and maps it to exit code 1.

@@ -1,0 +1,204 @@
+//! `medplat run`: starts every controller, with `/metrics`, `/healthz` and `/readyz` on a
+//! separate port, and shuts down gracefully on SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use clap::Args;
+use futures::FutureExt;
+
+use crate::controller::{Context, Operator, Settings};
+use crate::render::settings::WorkloadSettings;
+
+/// Options of `medplat run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Watch only this namespace (all namespaces when unset).
+    #[arg(long, env = "MEDPLAT_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Address of the metrics and health endpoints.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "MEDPLAT_METRICS_ADDR")]
+    pub metrics_addr: SocketAddr,
+    /// The image of medplat's workers and listeners.
+    #[arg(long, env = "MEDPLAT_WORKER_IMAGE")]
+    pub worker_image: Option<String>,
+    /// Timeout of data-source reachability probes, in seconds.
+    #[arg(long, default_value_t = 3)]
+    pub probe_timeout_secs: u64,
+    /// How often healthy objects are re-checked, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub resync_secs: u64,
+    /// How long in-flight reconciles may take to finish after a shutdown signal, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl RunArgs {
+    /// The operator settings these options describe.
+    pub fn settings(&self) -> Settings {
+        let mut workload = WorkloadSettings::default();
+        if let Some(image) = &self.worker_image {
+            workload.image = image.clone();
+        }
+        Settings {
+            workload,
+            namespace: self.namespace.clone(),
+            probe_timeout: Duration::from_secs(self.probe_timeout_secs),
+            resync: Duration::from_secs(self.resync_secs),
+        }
+    }
+}
+
+/// Errors of `medplat run`.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// No kubeconfig or in-cluster configuration.
+    #[error("cannot configure a Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+    /// The operator could not start.
+    #[error(transparent)]
+    Operator(#[from] crate::controller::OperatorError),
+    /// The health/metrics port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+#[derive(Clone)]
+struct Health {
+    ctx: Arc<Context>,
+    ready: Arc<AtomicBool>,
+}
+
+async fn metrics(State(h): State<Health>) -> (StatusCode, String) {
+    match h.ctx.metrics.encode() {
+        Ok(text) => (StatusCode::OK, text),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn readyz(State(h): State<Health>) -> (StatusCode, &'static str) {
+    if h.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` for `ctx` on `listener` until `shutdown`.
+pub async fn serve_health(
+    listener: tokio::net::TcpListener,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let ready = Arc::new(AtomicBool::new(false));
+    {
+        let ready = ready.clone();
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            ctx.children.wait_until_ready().await;
+            ready.store(true, Ordering::Relaxed);
+        });
+    }
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(Health { ctx, ready });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A future that resolves on SIGTERM or Ctrl-C, shareable by every task that must stop.
+pub fn shutdown_signal() -> futures::future::Shared<futures::future::BoxFuture<'static, ()>> {
+    async {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => futures::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = term => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown requested");
+    }
+    .boxed()
+    .shared()
+}
+
+async fn run_async(args: RunArgs) -> Result<(), RunError> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(RunError::Client)?;
+    let shutdown = shutdown_signal();
+    let (operator, controllers) = Operator::start(client, args.settings(), shutdown.clone())?;
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: args.metrics_addr,
+            source,
+        })?;
+    tracing::info!(addr = %args.metrics_addr, namespace = ?args.namespace, "medplat operator started");
+    let health = tokio::spawn(serve_health(
+        listener,
+        operator.context.clone(),
+        shutdown.clone(),
+    ));
+    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    let shutdown_then_grace = shutdown.clone().then(move |_| tokio::time::sleep(grace));
+    tokio::select! {
+        _ = controllers => {},
+        _ = shutdown_then_grace => tracing::warn!("in-flight reconciles did not finish within the grace period; abandoning them"),
+    }
+    let _ = health.await;
+    tracing::info!("medplat operator stopped");
+    Ok(())
+}
+
+/// Runs `medplat run`.
+pub fn run(args: RunArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {}", RunError::Runtime(e));
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_async(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The one shared routine that brings children to their desired state: server-side apply under
+//! the controller's field manager with `force`, skipping children that are unchanged since
+//! medplat applied them, then pruning children that are no longer desired.
+//!
+//! "Unchanged" means the child carries the hash of the desired object in
+//! `medplat.io/applied-hash` and its generation (or resourceVersion, for kinds without one) is
+//! the one medplat saw after its own last apply. An edit by anyone else moves the generation
+//! or resourceVersion, so drift is corrected; an idle reconcile writes nothing.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use kube::Client;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
+};
+use serde_json::Value;
+
+use super::children::{CachedChild, ChildStores};
+use super::error::{Error, Result};
+use crate::render::Child;
+use crate::render::common::short_hash;
+
+/// The annotation holding the hash of the object medplat applied.
+pub const APPLIED_HASH: &str = "medplat.io/applied-hash";
+
+/// What the apply routine did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// Children written.
+    pub applied: Vec<String>,
+    /// Children already in the desired state.
+    pub unchanged: usize,
+    /// Children deleted because they are no longer desired.
+    pub pruned: Vec<String>,
+}
+
+/// A child's identity: kind, namespace, name.
+type ChildKey = (String, Option<String>, String);
+
+/// What medplat saw of each child after its own last apply: generation or resourceVersion.
+#[derive(Default)]
+pub struct AppliedLedger {
+    seen: Mutex<HashMap<ChildKey, String>>,
+}
+
+impl AppliedLedger {
+    fn key(kind: &str, ns: Option<&str>, name: &str) -> ChildKey {
+        (kind.to_string(), ns.map(str::to_string), name.to_string())
+    }
+
+    fn record(&self, kind: &str, ns: Option<&str>, name: &str, marker: String) {
+        if let Ok(mut m) = self.seen.lock() {
+            m.insert(Self::key(kind, ns, name), marker);
+        }
+    }
+
+    fn forget(&self, kind: &str, ns: Option<&str>, name: &str) {
+        if let Ok(mut m) = self.seen.lock() {
+            m.remove(&Self::key(kind, ns, name));
+        }
+    }
+
+    fn matches(&self, c: &CachedChild) -> bool {
+        let marker = version_marker(c.generation, c.resource_version.as_deref());
+        self.seen
+            .lock()
+            .ok()
+            .and_then(|m| {
+                m.get(&Self::key(&c.kind, c.namespace.as_deref(), &c.name))
+                    .cloned()
+            })
+            .is_some_and(|seen| seen == marker)
+    }
+}
+
+fn version_marker(generation: Option<i64>, resource_version: Option<&str>) -> String {
+    match generation {
+        Some(g) => format!("g{g}"),
+        None => format!("rv{}", resource_version.unwrap_or_default()),
+    }
+}
+
+/// The plural resource name of a kind, by the Kubernetes convention.
+pub fn plural_of(kind: &str) -> String {
+    let lower = kind.to_lowercase();
+    if let Some(stem) = lower.strip_suffix('y') {
+        format!("{stem}ies")
+    } else if lower.ends_with('s') {
+        format!("{lower}es")
+    } else {
+        format!("{lower}s")
+    }
+}
+
+/// The dynamic API for a child.
+pub fn dynamic_api(
+    client: &Client,
+    api_version: &str,
+    kind: &str,
+    namespace: Option<&str>,
+) -> Api<DynamicObject> {
+    let (group, version) = match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    };
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    let ar = ApiResource::from_gvk_with_plural(&gvk, &plural_of(kind));
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    }
+}
+
+/// Applies the desired children of one parent and prunes the rest.
+pub struct Applier<'a> {
+    /// The client.
+    pub client: &'a Client,
+    /// The child caches.
+    pub stores: &'a ChildStores,
+    /// What medplat last saw of each child.
+    pub ledger: &'a AppliedLedger,
+    /// The field manager, one per controller.
+    pub field_manager: &'a str,
+}
+
+impl Applier<'_> {
+    /// Applies `desired` and deletes children of `owner_uid` of the `prune_kinds` that are not
+    /// in it. Jobs are run records and are never pruned here.
+    pub async fn apply(
+        &self,
+        owner_uid: &str,
+        desired: Vec<Child>,
+        prune_kinds: &[&str],
+    ) -> Result<ApplyOutcome> {
+        let mut outcome = ApplyOutcome::default();
+        let mut wanted = BTreeSet::new();
+        for mut child in desired {
+            wanted.insert((
+                child.kind.clone(),
+                child.namespace.clone(),
+                child.name.clone(),
+            ));
+            let hash = stamp_hash(&mut child.object);
+            let cached = self
+                .stores
+                .get(&child.kind, child.namespace.as_deref(), &child.name);
+            if let Some(c) = &cached
+                && c.annotations.get(APPLIED_HASH) == Some(&hash)
+                && self.ledger.matches(c)
+            {
+                outcome.unchanged += 1;
+                continue;
+            }
+            self.apply_one(&child).await?;
+            outcome.applied.push(child.display());
+        }
+        for kind in prune_kinds {
+            for c in self.stores.owned_by(kind, owner_uid) {
+                if wanted.contains(&(c.kind.clone(), c.namespace.clone(), c.name.clone())) {
+                    continue;
+                }
+                self.delete(&c).await?;
+                outcome.pruned.push(format!("{} {}", c.kind, c.name));
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Server-side applies one child with `force` and records what the server returned.
+    pub async fn apply_one(&self, child: &Child) -> Result<DynamicObject> {
+        let api = dynamic_api(
+            self.client,
+            &child.api_version,
+            &child.kind,
+            child.namespace.as_deref(),
+        );
+        let params = PatchParams::apply(self.field_manager).force();
+        let applied = api
+            .patch(&child.name, &params, &Patch::Apply(&child.object))
+            .await
+            .map_err(|e| Error::kube("apply", child.display(), e))?;
+        self.ledger.record(
+            &child.kind,
+            child.namespace.as_deref(),
+            &child.name,
+            version_marker(
+                applied.metadata.generation,
+                applied.metadata.resource_version.as_deref(),
+            ),
+        );
+        Ok(applied)
+    }
+
+    async fn delete(&self, c: &CachedChild) -> Result<()> {
+        let api_version = api_version_of(&c.kind);
+        let api = dynamic_api(self.client, api_version, &c.kind, c.namespace.as_deref());
+        match api.delete(&c.name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(Error::kube("prune", format!("{} {}", c.kind, c.name), e)),
+        }
+        self.ledger.forget(&c.kind, c.namespace.as_deref(), &c.name);
+        Ok(())
+    }
+}
+
+/// Adds the hash of the desired object (before the annotation) to its annotations.
+fn stamp_hash(object: &mut Value) -> String {
+    let hash = short_hash(&object.to_string());
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(a) = annotations.as_object_mut() {
+            a.insert(APPLIED_HASH.into(), Value::String(hash.clone()));
+        }
+    }
+    hash
+}
+
+/// The apiVersion of the child kinds medplat prunes.
+fn api_version_of(kind: &str) -> &'static str {
+    match kind {
+        "Deployment" | "DaemonSet" | "StatefulSet" => "apps/v1",
+        "CronJob" | "Job" => "batch/v1",
+        "NetworkPolicy" => "networking.k8s.io/v1",
+        "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding" => {
+            "rbac.authorization.k8s.io/v1"
+        }
+        _ => "v1",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plurals_follow_the_kubernetes_convention() {
+        assert_eq!(plural_of("NetworkPolicy"), "networkpolicies");
+        assert_eq!(plural_of("ConfigMap"), "configmaps");
+        assert_eq!(plural_of("Ingress"), "ingresses");
+        assert_eq!(plural_of("PersistentVolumeClaim"), "persistentvolumeclaims");
+    }
+
+    #[test]
+    fn the_hash_is_stable_and_ignores_itself() {
+        let mut a = serde_json::json!({"metadata": {"name": "x"}, "data": {"k": "v"}});
+        let mut b = a.clone();
+        let h1 = stamp_hash(&mut a);
+        let h2 = stamp_hash(&mut b);
+        assert_eq!(h1, h2);
+        assert_eq!(a["metadata"]["annotations"][APPLIED_HASH], h1);
+        let mut c = serde_json::json!({"metadata": {"name": "x"}, "data": {"k": "w"}});
+        assert_ne!(stamp_hash(&mut c), h1);
+    }
+
+    #[test]
+    fn the_ledger_matches_only_the_version_it_saw() {
+        let ledger = AppliedLedger::default();
+        let mut c = CachedChild {
+            kind: "ConfigMap".into(),
+            namespace: Some("ns".into()),
+            name: "a".into(),
+            labels: Default::default(),
+            annotations: Default::default(),
+            generation: None,
+            resource_version: Some("10".into()),
+        };
+        assert!(!ledger.matches(&c));
+        ledger.record(
+            "ConfigMap",
+            Some("ns"),
+            "a",
+            version_marker(None, Some("10")),
+        );
+        assert!(ledger.matches(&c));
+        c.resource_version = Some("11".into());
+        assert!(
+            !ledger.matches(&c),
+            "an edit by someone else moves the resourceVersion"
+        );
+    }
+}

@@ -1,0 +1,308 @@
+//! The DataSource reconciler.
+//!
+//! dereference (credentials Secret, landing tier) → validate → build (ServiceAccount, egress
+//! NetworkPolicy, listener for push sources; the landing tier's claim) → apply and prune →
+//! probe → status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+
+use super::context::{Context, patch_status_if_changed};
+use super::error::{Error, Result};
+use super::invalid::report_invalid;
+use super::status::{Outcome, conditions_for};
+use crate::api::conditions::REACHABLE;
+use crate::api::data_source::{DataSource, DataSourceStatus};
+use crate::api::storage_tier::StorageTier;
+use crate::policy::source_level;
+use crate::render::data_source::render_data_source_children;
+use crate::render::network::parse_url;
+use crate::render::tier_claim::render_tier_claim;
+
+/// The controller's name, in metrics and its field manager.
+pub const CONTROLLER: &str = "datasource";
+const FIELD_MANAGER: &str = "medplat-datasource";
+/// Tier claims are applied identically by every controller that needs them, under one manager.
+pub const CLAIM_FIELD_MANAGER: &str = "medplat-tier-claims";
+const PRUNE: &[&str] = &["ServiceAccount", "NetworkPolicy", "Deployment", "Service"];
+
+/// A reachability probe result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// Whether the source answered.
+    pub reachable: bool,
+    /// CamelCase reason.
+    pub reason: &'static str,
+    /// What was tried and what happened.
+    pub message: String,
+}
+
+async fn tcp_probe(host: &str, port: u16, timeout: Duration) -> Probe {
+    let target = format!("{host}:{port}");
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&target)).await {
+        Ok(Ok(_)) => Probe {
+            reachable: true,
+            reason: "Connected",
+            message: format!("TCP connection to {target} succeeded"),
+        },
+        Ok(Err(e)) => Probe {
+            reachable: false,
+            reason: "ConnectFailed",
+            message: format!("TCP connection to {target} failed: {e}"),
+        },
+        Err(_) => Probe {
+            reachable: false,
+            reason: "Timeout",
+            message: format!(
+                "TCP connection to {target} timed out after {}s",
+                timeout.as_secs()
+            ),
+        },
+    }
+}
+
+async fn probe(
+    ctx: &Context,
+    ds: &DataSource,
+    tier_exists: impl Fn(&str) -> bool,
+) -> Result<Probe> {
+    let c = &ds.spec.connector;
+    let timeout = ctx.settings.probe_timeout;
+    if let Some(sql) = c.postgres.as_ref().or(c.mysql.as_ref()) {
+        return Ok(tcp_probe(&sql.host, sql.port, timeout).await);
+    }
+    if let Some(f) = &c.fhir {
+        return Ok(match parse_url(&f.base_url) {
+            Some(e) => tcp_probe(&e.host, e.port, timeout).await,
+            None => Probe {
+                reachable: false,
+                reason: "InvalidURL",
+                message: format!("spec.connector.fhir.baseUrl {} is not a URL", f.base_url),
+            },
+        });
+    }
+    if c.hl7v2.is_some() {
+        let ns = ds.namespace().unwrap_or_default();
+        let name = crate::render::data_source::source_child_name(&ds.name_any());
+        let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+        let ready = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| Error::kube("get", format!("Deployment {ns}/{name}"), e))?
+            .and_then(|d| d.status)
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0);
+        return Ok(Probe {
+            reachable: ready > 0,
+            reason: if ready > 0 {
+                "ListenerReady"
+            } else {
+                "ListenerNotReady"
+            },
+            message: format!("{ready} listener replicas ready"),
+        });
+    }
+    if let Some(f) = &c.files {
+        let ok = tier_exists(&f.location.tier);
+        return Ok(Probe {
+            reachable: ok,
+            reason: if ok { "TierFound" } else { "TierNotFound" },
+            message: format!(
+                "files in StorageTier {} at {}",
+                f.location.tier, f.location.path
+            ),
+        });
+    }
+    Ok(Probe {
+        reachable: false,
+        reason: "NoConnector",
+        message: "spec.connector sets no connector".into(),
+    })
+}
+
+/// Reconciles one DataSource.
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<DataSource>>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
+    let ds = match &guard.0 {
+        Ok(d) => d,
+        Err(invalid) => {
+            report_invalid::<DataSource>(&ctx, invalid, FIELD_MANAGER).await?;
+            return Ok(Action::requeue(ctx.settings.resync));
+        }
+    };
+    let name = ds.name_any();
+    let ns = ds.namespace().ok_or_else(|| Error::MissingMetadata {
+        object: format!("DataSource {name}"),
+        what: "namespace",
+    })?;
+    let uid = ds.uid().ok_or_else(|| Error::MissingMetadata {
+        object: format!("DataSource {ns}/{name}"),
+        what: "uid",
+    })?;
+    let reference: ObjectReference = ds.object_ref(&());
+
+    // dereference
+    let tier = |t: &str| -> Option<StorageTier> {
+        ctx.parents
+            .tiers
+            .get(&ObjectRef::new(t))
+            .and_then(|g| g.0.as_ref().ok().cloned())
+    };
+    let mut problems = Vec::new();
+    if let Some(cred) = &ds.spec.credentials {
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+        let found = secrets
+            .get_metadata_opt(&cred.secret_name)
+            .await
+            .map_err(|e| Error::kube("get", format!("Secret {ns}/{}", cred.secret_name), e))?;
+        if found.is_none() {
+            problems.push((
+                "SecretNotFound",
+                format!(
+                    "Secret {ns}/{} (spec.credentials.secretName) does not exist",
+                    cred.secret_name
+                ),
+            ));
+        }
+    }
+    let landing = ds
+        .spec
+        .connector
+        .hl7v2
+        .as_ref()
+        .map(|h| h.landing.tier.clone());
+    let mut landing_claim = None;
+    if let Some(t) = &landing {
+        match tier(t) {
+            Some(tier) => {
+                landing_claim = render_tier_claim(&tier, &ns).map_err(|source| Error::Render {
+                    object: format!("DataSource {ns}/{name}"),
+                    source,
+                })?;
+            }
+            None => problems.push((
+                "TierNotFound",
+                format!("StorageTier {t} (spec.connector.hl7v2.landing.tier) does not exist"),
+            )),
+        }
+    }
+    if let Some(f) = &ds.spec.connector.files
+        && tier(&f.location.tier).is_none()
+    {
+        problems.push((
+            "TierNotFound",
+            format!(
+                "StorageTier {} (spec.connector.files.location.tier) does not exist",
+                f.location.tier
+            ),
+        ));
+    }
+
+    // build + apply
+    let rendered = render_data_source_children(ds, &ctx.settings.workload).map_err(|source| {
+        Error::Render {
+            object: format!("DataSource {ns}/{name}"),
+            source,
+        }
+    })?;
+    if let Some(claim) = &landing_claim {
+        let claims = ctx.applier(CLAIM_FIELD_MANAGER);
+        if ctx
+            .children
+            .get("PersistentVolumeClaim", Some(&ns), &claim.name)
+            .is_none()
+        {
+            claims.apply_one(claim).await?;
+        }
+    }
+    let outcome_apply = ctx
+        .applier(FIELD_MANAGER)
+        .apply(&uid, rendered.children, PRUNE)
+        .await?;
+    if !outcome_apply.applied.is_empty() {
+        tracing::info!(datasource = %format!("{ns}/{name}"), applied = ?outcome_apply.applied, pruned = ?outcome_apply.pruned, "children applied");
+    }
+
+    // probe
+    let probe = probe(&ctx, ds, |t| tier(t).is_some()).await?;
+    ctx.metrics
+        .datasource_reachable
+        .with_label_values(&[&ns, &name])
+        .set(if probe.reachable { 1.0 } else { 0.0 });
+
+    // status
+    let outcome = match problems.first() {
+        Some((reason, message)) => Outcome::stalled(reason, message.clone()),
+        None => Outcome::ready("Reconciled", "children applied"),
+    };
+    let mut extra = vec![(
+        REACHABLE.to_string(),
+        probe.reachable,
+        probe.reason.to_string(),
+        probe.message.clone(),
+    )];
+    extra.push(match &rendered.egress_limit {
+        Some(msg) => (
+            "EgressPinned".into(),
+            false,
+            "DNSHostWithoutCIDR".into(),
+            msg.clone(),
+        ),
+        None => (
+            "EgressPinned".into(),
+            true,
+            "Pinned".into(),
+            "egress is limited to the source's address and port".into(),
+        ),
+    });
+    let current = ds.status.clone().unwrap_or_default();
+    let status = DataSourceStatus {
+        observed_generation: ds.metadata.generation,
+        conditions: conditions_for(&current.conditions, ds.metadata.generation, &outcome, extra),
+        connector: Some(ds.spec.connector.kind().to_string()),
+        level: Some(source_level(&ds.spec).to_string()),
+        last_sync: current.last_sync.clone(),
+        records_seen: current.records_seen,
+    };
+    match &outcome {
+        Outcome::Stalled { reason, message } => {
+            ctx.event(
+                &reference,
+                EventType::Warning,
+                reason,
+                "Reconcile",
+                message.clone(),
+            )
+            .await;
+        }
+        _ if !probe.reachable && ds.spec.connector.files.is_none() => {
+            ctx.event(
+                &reference,
+                EventType::Warning,
+                "Unreachable",
+                "Probe",
+                probe.message.clone(),
+            )
+            .await;
+        }
+        _ => ctx.clear_event(&reference),
+    }
+    let api: Api<DataSource> = Api::namespaced(ctx.client.clone(), &ns);
+    patch_status_if_changed(&api, &name, FIELD_MANAGER, ds.status.as_ref(), &status).await?;
+    Ok(Action::requeue(if problems.is_empty() {
+        ctx.settings.resync
+    } else {
+        Duration::from_secs(30)
+    }))
+}
