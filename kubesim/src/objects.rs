@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::apply::{ApplyOptions, Conflict, server_side_apply, track_update};
+use crate::apply::{
+    ApplyOptions, Conflict, conflicts_covered_by_last_applied, server_side_apply, track_update,
+};
 use crate::builtin;
 use crate::error::{ApiError, Subject};
 use crate::fields::Shape;
@@ -759,8 +761,23 @@ impl Objects {
             status_split: rt.status_subresource,
             now: &now,
         };
-        let merged = server_side_apply(current.as_deref(), applied, shape_of(rt), &aopts)
-            .map_err(|c| conflict_error(rt, name, &c))?;
+        let merged = match server_side_apply(current.as_deref(), applied, shape_of(rt), &aopts) {
+            Ok(m) => m,
+            Err(conflicts)
+                if opts.manager == "kubectl"
+                    && current.as_deref().is_some_and(|live| {
+                        conflicts_covered_by_last_applied(live, &conflicts, shape_of(rt))
+                    }) =>
+            {
+                let forced = ApplyOptions {
+                    force: true,
+                    ..aopts.clone()
+                };
+                server_side_apply(current.as_deref(), applied, shape_of(rt), &forced)
+                    .map_err(|c| conflict_error(rt, name, &c))?
+            }
+            Err(conflicts) => return Err(conflict_error(rt, name, &conflicts)),
+        };
         match current {
             None => {
                 if subresource.is_some() {
