@@ -276,7 +276,9 @@ async fn bad_input_matrix() {
         &json!({"metadata": {"name": "big"}, "data": {"x": "y".repeat(10_000)}}),
     )
     .unwrap();
-    let cases: Vec<(&str, &str, &str, Vec<u8>, u16, &str, &str)> = vec![
+    // (method, path, content type, body, code, reason, message fragment)
+    type Case<'a> = (&'a str, &'a str, &'a str, Vec<u8>, u16, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "POST",
             cms,
