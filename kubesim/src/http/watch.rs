@@ -91,7 +91,8 @@ impl State {
 
     /// The wire line for an event, serialising the stored object without copying it when the
     /// served form is the stored form.
-    fn render_line(&self, kind: &str, obj: &Value) -> Bytes {
+    fn render_line(&self, kind: &str, ev: &WatchEvent) -> Bytes {
+        let obj: &Value = &ev.object;
         match self.params.table {
             Some(include) => {
                 let served = convert::to_served(&self.params.rt, obj);
@@ -111,13 +112,12 @@ impl State {
                 )
             }
             None if self.identity => {
-                let mut v = Vec::with_capacity(1024);
+                let encoded = ev.encoded();
+                let mut v = Vec::with_capacity(encoded.len() + 40);
                 v.extend_from_slice(b"{\"type\":\"");
                 v.extend_from_slice(kind.as_bytes());
                 v.extend_from_slice(b"\",\"object\":");
-                if serde_json::to_writer(&mut v, obj).is_err() {
-                    return line(kind, obj.clone());
-                }
+                v.extend_from_slice(encoded);
                 v.extend_from_slice(b"}\n");
                 Bytes::from(v)
             }
@@ -139,7 +139,7 @@ impl State {
             _ => None,
         };
         if let Some(k) = kind {
-            let b = self.render_line(k, &ev.object);
+            let b = self.render_line(k, ev);
             self.pending.push_back(b);
         }
     }
