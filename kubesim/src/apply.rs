@@ -20,6 +20,8 @@ pub struct Conflict {
     pub api_version: String,
     /// The field, like `.spec.replicas`.
     pub field: String,
+    /// The field as path elements (`f:spec`, `f:replicas`).
+    pub path: Vec<String>,
 }
 
 /// What a server-side apply request says about itself.
@@ -151,6 +153,7 @@ pub fn server_side_apply(
                     manager: e.manager.clone(),
                     api_version: e.api_version.clone(),
                     field: display_path(&path),
+                    path: path.clone(),
                 });
                 forced.push((idx, path));
             }
@@ -237,6 +240,27 @@ pub fn server_side_apply(
     }
     write_entries(&mut result, &entries);
     Ok(result)
+}
+
+/// Whether `kubectl` switching from client-side to server-side apply may take these fields:
+/// the API server allows conflicts on fields that the `last-applied-configuration` annotation
+/// holds (its "last applied manager"), so the switch needs no `--force-conflicts`.
+pub fn conflicts_covered_by_last_applied(
+    live: &Value,
+    conflicts: &[Conflict],
+    shape: Shape<'_>,
+) -> bool {
+    let Some(text) = live
+        .pointer("/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration")
+        .and_then(Value::as_str)
+    else {
+        return false;
+    };
+    let Ok(last) = serde_json::from_str::<Value>(text) else {
+        return false;
+    };
+    let set = field_set_of(&last, shape);
+    conflicts.iter().all(|c| set.contains_member(&c.path))
 }
 
 /// Removes the field or list item a path names.
@@ -421,7 +445,8 @@ mod tests {
             vec![Conflict {
                 manager: "alice".into(),
                 api_version: "v1".into(),
-                field: ".data.a".into()
+                field: ".data.a".into(),
+                path: vec!["f:data".into(), "f:a".into()],
             }]
         );
         // Same value: shared ownership, no conflict.

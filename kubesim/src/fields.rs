@@ -253,6 +253,17 @@ impl FieldSet {
         }
     }
 
+    /// Whether this exact path is a member.
+    pub fn contains_member(&self, path: &[String]) -> bool {
+        match path.split_first() {
+            None => self.member,
+            Some((first, rest)) => self
+                .children
+                .get(first)
+                .is_some_and(|c| c.contains_member(rest)),
+        }
+    }
+
     /// Whether any member lies at or below this path.
     pub fn contains_prefix(&self, path: &[String]) -> bool {
         match path.split_first() {

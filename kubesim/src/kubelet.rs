@@ -354,6 +354,11 @@ fn fit(pod: &Value, node: &Value) -> Result<(), Misfit> {
     Ok(())
 }
 
+/// Whether a pod (template) fits a node: selector, required affinity, taints, cordon.
+pub fn fits(pod: &Value, node: &Value) -> bool {
+    fit(pod, node).is_ok()
+}
+
 fn unschedulable_message(total: usize, misfits: &[Misfit]) -> String {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for m in misfits {

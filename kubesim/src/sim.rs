@@ -222,7 +222,11 @@ impl SimBuilder {
         }
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = format!("{scheme}://{addr}");
-        let client = build_client(&url, tls.as_ref(), self.token.as_deref())?;
+        let config = build_config(&url, tls.as_ref(), self.token.as_deref())?;
+        let client = kube::Client::try_from(config.clone()).map_err(|source| SimError::Client {
+            url: url.clone(),
+            source,
+        })?;
         Ok(Sim {
             shared,
             addr,
@@ -230,17 +234,18 @@ impl SimBuilder {
             tls,
             token: self.token,
             client,
+            config,
             shutdown,
             tasks: Mutex::new(tasks),
         })
     }
 }
 
-fn build_client(
+fn build_config(
     url: &str,
     tls: Option<&TlsMaterial>,
     token: Option<&str>,
-) -> Result<kube::Client, SimError> {
+) -> Result<kube::Config, SimError> {
     let uri: http::Uri = url
         .parse()
         .map_err(|e: http::uri::InvalidUri| SimError::Client {
@@ -263,10 +268,7 @@ fn build_client(
     {
         cfg.headers.push((http::header::AUTHORIZATION, v));
     }
-    kube::Client::try_from(cfg).map_err(|source| SimError::Client {
-        url: url.to_string(),
-        source,
-    })
+    Ok(cfg)
 }
 
 /// A running kubesim: an in-memory API server on loopback.
@@ -277,6 +279,7 @@ pub struct Sim {
     tls: Option<TlsMaterial>,
     token: Option<String>,
     client: kube::Client,
+    config: kube::Config,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -301,6 +304,12 @@ impl Sim {
     /// A `kube::Client` for this server (default namespace `default`).
     pub fn client(&self) -> kube::Client {
         self.client.clone()
+    }
+
+    /// The `kube::Config` behind [`Sim::client`], to build clients with other settings (e.g.
+    /// `default_retry = false`, since kube retries 429s with backoff by default).
+    pub fn kube_config(&self) -> kube::Config {
+        self.config.clone()
     }
 
     /// The base URL (`http://127.0.0.1:PORT`).

@@ -87,7 +87,6 @@ impl Webhooks {
         let Plan::Write {
             mutation,
             old,
-            preview,
             operation,
             dry_run,
             ..
@@ -103,7 +102,9 @@ impl Webhooks {
         let key = match mutation {
             Mutation::Put { key, .. } | Mutation::Delete { key, .. } => key.clone(),
         };
-        let object = (*operation != Operation::Delete).then(|| (**preview).clone());
+        let object = (*operation != Operation::Delete)
+            .then(|| plan.preview().cloned())
+            .flatten();
         let old_object = old.as_ref().map(|o| (**o).clone());
         let ns_labels = if key.namespace.is_empty() {
             None

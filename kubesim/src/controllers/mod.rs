@@ -4,7 +4,10 @@
 //! Controllers write through [`crate::objects::Objects`] like any client (so watches see their
 //! changes), but not over HTTP, so they never appear in the request log.
 
+pub mod batch;
 pub mod gc;
+pub mod util;
+pub mod workloads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +30,12 @@ pub async fn run(
         for _ in 0..8 {
             let mut acted = gc::pass(&shared.objects);
             acted |= kubelet.pass(&shared.objects, &outcome);
+            acted |= workloads::deployments(&shared.objects);
+            acted |= workloads::daemonsets(&shared.objects);
+            acted |= workloads::statefulsets(&shared.objects);
+            acted |= workloads::claims(&shared.objects);
+            acted |= batch::jobs(&shared.objects);
+            acted |= batch::cronjobs(&shared.objects);
             if !acted {
                 break;
             }

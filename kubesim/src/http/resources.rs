@@ -516,14 +516,14 @@ fn list(
         .list(&rt.storage, namespace, after.as_ref());
     let list_rv = token.as_ref().map(|t| t.rv).unwrap_or(now_rv);
     let identity = convert::is_identity(rt);
-    let mut out = Vec::new();
+    let mut out: Vec<std::borrow::Cow<'_, Value>> = Vec::new();
     let mut next = None;
     let mut remaining = 0usize;
-    for item in items {
+    for item in &items {
         let served = if identity {
-            (*item).clone()
+            std::borrow::Cow::Borrowed(item.as_ref())
         } else {
-            convert::to_served(rt, &item)
+            std::borrow::Cow::Owned(convert::to_served(rt, item))
         };
         if !labels.matches_object(&served) || !fields.matches(&served) {
             continue;
@@ -559,9 +559,10 @@ fn list(
     }
     let rv = list_rv.to_string();
     if as_table {
+        let owned: Vec<Value> = out.iter().map(|v| v.clone().into_owned()).collect();
         return Ok(json_response(
             200,
-            &table(rt, &out, &rv, next.as_deref(), include),
+            &table(rt, &owned, &rv, next.as_deref(), include),
         ));
     }
     let mut meta = json!({"resourceVersion": rv});
@@ -569,10 +570,19 @@ fn list(
         meta["continue"] = json!(n);
         meta["remainingItemCount"] = json!(remaining);
     }
-    Ok(json_response(
-        200,
-        &json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": meta, "items": out}),
-    ))
+    // Serialised by hand so the items (often thousands) are written without another copy.
+    let head = json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": meta});
+    let mut bytes = serde_json::to_vec(&head).unwrap_or_default();
+    bytes.pop();
+    bytes.extend_from_slice(b",\"items\":[");
+    for (i, item) in out.iter().enumerate() {
+        if i > 0 {
+            bytes.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut bytes, item.as_ref());
+    }
+    bytes.extend_from_slice(b"]}");
+    Ok(super::bytes_response(200, bytes))
 }
 
 fn watch(

@@ -170,53 +170,230 @@ const fn col(name: &'static str, kind: &'static str, path: &'static str) -> Colu
     Column { name, kind, path }
 }
 
-/// Server-side columns of a few built-in kinds (the real server's printers have more).
-fn builtin_columns(rt: &ResourceType) -> Vec<Column> {
-    match (rt.group.as_str(), rt.plural.as_str()) {
+/// Server-side columns of a few built-in kinds, after the real server's printers (a subset).
+/// Paths starting with `#` are computed (see [`computed`]). The bool says whether a Name column
+/// comes first (Events have none).
+fn builtin_columns(rt: &ResourceType) -> (bool, Vec<Column>) {
+    let cols = match (rt.group.as_str(), rt.plural.as_str()) {
         ("", "pods") => vec![
-            col("Status", "string", ".status.phase"),
-            col("Node", "string", ".spec.nodeName"),
+            col("Ready", "string", "#podready"),
+            col("Status", "string", "#podstatus"),
+            col("Restarts", "integer", "#restarts"),
         ],
         ("", "namespaces") => vec![col("Status", "string", ".status.phase")],
-        ("", "nodes") => vec![col(
-            "Status",
-            "string",
-            ".status.conditions[?(@.type==\"Ready\")].type",
-        )],
-        ("apps", "deployments") | ("apps", "statefulsets") | ("apps", "replicasets") => vec![
-            col("Ready", "integer", ".status.readyReplicas"),
-            col("Desired", "integer", ".spec.replicas"),
+        ("", "nodes") => vec![
+            col("Status", "string", "#nodestatus"),
+            col("Roles", "string", "#roles"),
         ],
+        ("apps", "deployments") | ("apps", "statefulsets") => {
+            vec![col("Ready", "string", "#replicasready")]
+        }
         ("apps", "daemonsets") => vec![
             col("Desired", "integer", ".status.desiredNumberScheduled"),
+            col("Current", "integer", ".status.currentNumberScheduled"),
             col("Ready", "integer", ".status.numberReady"),
         ],
+        ("apps", "replicasets") => vec![
+            col("Desired", "integer", ".spec.replicas"),
+            col("Current", "integer", ".status.replicas"),
+            col("Ready", "integer", ".status.readyReplicas"),
+        ],
         ("batch", "jobs") => vec![
-            col("Completions", "integer", ".status.succeeded"),
-            col("Status", "string", ".status.conditions[-1].type"),
+            col("Status", "string", "#jobstatus"),
+            col("Completions", "string", "#completions"),
         ],
         ("batch", "cronjobs") => vec![
             col("Schedule", "string", ".spec.schedule"),
             col("Suspend", "boolean", ".spec.suspend"),
+            col("Active", "integer", "#activejobs"),
             col("Last Schedule", "date", ".status.lastScheduleTime"),
         ],
-        ("", "events") => vec![
-            col("Type", "string", ".type"),
-            col("Reason", "string", ".reason"),
-            col("Object", "string", ".involvedObject.name"),
-            col("Message", "string", ".message"),
-        ],
-        ("events.k8s.io", "events") => vec![
-            col("Type", "string", ".type"),
-            col("Reason", "string", ".reason"),
-            col("Object", "string", ".regarding.name"),
-            col("Message", "string", ".note"),
-        ],
+        ("", "events") | ("events.k8s.io", "events") => {
+            return (
+                false,
+                vec![
+                    col("Last Seen", "string", "#lastseen"),
+                    col("Type", "string", ".type"),
+                    col("Reason", "string", ".reason"),
+                    col("Object", "string", "#object"),
+                    col("Message", "string", "#message"),
+                ],
+            );
+        }
         _ => Vec::new(),
+    };
+    (true, cols)
+}
+
+fn s<'a>(o: &'a Value, ptr: &str) -> &'a str {
+    o.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Computed cells, worded as the real server's printers word them.
+fn computed(o: &Value, what: &str) -> Value {
+    match what {
+        "#podready" => {
+            let total = o
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let ready = o
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .map_or(0, |cs| cs.iter().filter(|c| c["ready"] == true).count());
+            json!(format!("{ready}/{total}"))
+        }
+        "#podstatus" => {
+            if o.pointer("/metadata/deletionTimestamp").is_some() {
+                return json!("Terminating");
+            }
+            let waiting = o
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .and_then(|cs| {
+                    cs.iter()
+                        .find_map(|c| c.pointer("/state/waiting/reason").and_then(Value::as_str))
+                });
+            let terminated = o
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .and_then(|cs| {
+                    cs.iter().find_map(|c| {
+                        c.pointer("/state/terminated/reason")
+                            .and_then(Value::as_str)
+                    })
+                });
+            json!(
+                waiting
+                    .or(terminated)
+                    .unwrap_or(match s(o, "/status/phase") {
+                        "" => "Pending",
+                        p => p,
+                    })
+            )
+        }
+        "#restarts" => json!(
+            o.pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .map_or(0, |cs| cs
+                    .iter()
+                    .filter_map(|c| c["restartCount"].as_i64())
+                    .sum::<i64>())
+        ),
+        "#nodestatus" => {
+            let ready = o
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                .is_some_and(|c| c["status"] == "True");
+            let mut st = if ready {
+                "Ready".to_string()
+            } else {
+                "NotReady".to_string()
+            };
+            if o.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
+                st.push_str(",SchedulingDisabled");
+            }
+            json!(st)
+        }
+        "#roles" => {
+            let roles: Vec<&str> = o
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .map(|l| {
+                    l.keys()
+                        .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!(if roles.is_empty() {
+                "<none>".to_string()
+            } else {
+                roles.join(",")
+            })
+        }
+        "#replicasready" => json!(format!(
+            "{}/{}",
+            o.pointer("/status/readyReplicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+            o.pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+        )),
+        "#jobstatus" => {
+            let conds = o
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let has = |t: &str| {
+                conds
+                    .iter()
+                    .any(|c| c["type"] == t && c["status"] == "True")
+            };
+            json!(if has("Complete") {
+                "Complete"
+            } else if has("Failed") {
+                "Failed"
+            } else if has("Suspended") {
+                "Suspended"
+            } else {
+                "Running"
+            })
+        }
+        "#completions" => json!(format!(
+            "{}/{}",
+            o.pointer("/status/succeeded")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+            o.pointer("/spec/completions")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+        )),
+        "#activejobs" => json!(
+            o.pointer("/status/active")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)
+        ),
+        "#lastseen" => {
+            let t = [
+                "/series/lastObservedTime",
+                "/lastTimestamp",
+                "/deprecatedLastTimestamp",
+                "/eventTime",
+                "/metadata/creationTimestamp",
+            ]
+            .iter()
+            .find_map(|p| o.pointer(p).filter(|v| v.is_string()));
+            age(t)
+        }
+        "#object" => {
+            let inv = o
+                .get("involvedObject")
+                .or_else(|| o.get("regarding"))
+                .cloned()
+                .unwrap_or(json!({}));
+            let kind = inv["kind"].as_str().unwrap_or_default().to_lowercase();
+            match inv["name"].as_str() {
+                Some(n) if !n.is_empty() => json!(format!("{kind}/{n}")),
+                _ => json!(kind),
+            }
+        }
+        "#message" => json!(
+            o.get("message")
+                .or_else(|| o.get("note"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        ),
+        _ => Value::Null,
     }
 }
 
 fn cell(obj: &Value, path: &str, kind: &str) -> Value {
+    if path.starts_with('#') {
+        return computed(obj, path);
+    }
     let found = jsonpath(obj, path);
     match found.as_slice() {
         [] => Value::Null,
@@ -253,9 +430,6 @@ pub fn table(
     continue_token: Option<&str>,
     include: IncludeObject,
 ) -> Value {
-    let mut defs = vec![
-        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
-    ];
     let custom: Vec<(String, String, String, i64)> = rt
         .printer_columns
         .iter()
@@ -268,10 +442,11 @@ pub fn table(
             )
         })
         .collect();
-    let columns: Vec<(String, String, String, i64)> = if rt.is_custom() && !custom.is_empty() {
-        custom
+    let (with_name, columns) = if rt.is_custom() && !custom.is_empty() {
+        (true, custom)
     } else {
-        let mut cols: Vec<(String, String, String, i64)> = builtin_columns(rt)
+        let (with_name, builtin) = builtin_columns(rt);
+        let mut cols: Vec<(String, String, String, i64)> = builtin
             .into_iter()
             .map(|c| {
                 (
@@ -282,14 +457,20 @@ pub fn table(
                 )
             })
             .collect();
-        cols.push((
-            "Age".into(),
-            "date".into(),
-            ".metadata.creationTimestamp".into(),
-            0,
-        ));
-        cols
+        if with_name {
+            cols.push((
+                "Age".into(),
+                "date".into(),
+                ".metadata.creationTimestamp".into(),
+                0,
+            ));
+        }
+        (with_name, cols)
     };
+    let mut defs = Vec::new();
+    if with_name {
+        defs.push(json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}));
+    }
     for (name, kind, _, priority) in &columns {
         let (ty, format) = if kind == "date" {
             ("string", "date")
@@ -301,7 +482,10 @@ pub fn table(
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
-            let mut cells = vec![o.pointer("/metadata/name").cloned().unwrap_or(Value::Null)];
+            let mut cells = Vec::new();
+            if with_name {
+                cells.push(o.pointer("/metadata/name").cloned().unwrap_or(Value::Null));
+            }
             for (_, kind, path, _) in &columns {
                 cells.push(cell(o, path, kind));
             }

@@ -46,6 +46,8 @@ pub struct WatchParams {
 
 struct State {
     shared: Arc<Shared>,
+    /// The served form is the stored form (no conversion, no copy).
+    identity: bool,
     params: WatchParams,
     initial: VecDeque<Arc<WatchEvent>>,
     rx: tokio::sync::broadcast::Receiver<Arc<WatchEvent>>,
@@ -80,27 +82,46 @@ impl State {
         {
             return false;
         }
-        let served = self.served(obj);
+        if self.identity {
+            return self.params.labels.matches_object(obj) && self.params.fields.matches(obj);
+        }
+        let served = convert::to_served(&self.params.rt, obj);
         self.params.labels.matches_object(&served) && self.params.fields.matches(&served)
     }
 
-    fn served(&self, obj: &Value) -> Value {
-        convert::to_served(&self.params.rt, obj)
-    }
-
-    fn render(&self, obj: &Value) -> Value {
-        let served = self.served(obj);
+    /// The wire line for an event, serialising the stored object without copying it when the
+    /// served form is the stored form.
+    fn render_line(&self, kind: &str, ev: &WatchEvent) -> Bytes {
+        let obj: &Value = &ev.object;
         match self.params.table {
-            Some(include) => table(
-                &self.params.rt,
-                std::slice::from_ref(&served),
-                obj.pointer("/metadata/resourceVersion")
+            Some(include) => {
+                let served = convert::to_served(&self.params.rt, obj);
+                let rv = obj
+                    .pointer("/metadata/resourceVersion")
                     .and_then(Value::as_str)
-                    .unwrap_or(""),
-                None,
-                include,
-            ),
-            None => served,
+                    .unwrap_or("");
+                line(
+                    kind,
+                    table(
+                        &self.params.rt,
+                        std::slice::from_ref(&served),
+                        rv,
+                        None,
+                        include,
+                    ),
+                )
+            }
+            None if self.identity => {
+                let encoded = ev.encoded();
+                let mut v = Vec::with_capacity(encoded.len() + 40);
+                v.extend_from_slice(b"{\"type\":\"");
+                v.extend_from_slice(kind.as_bytes());
+                v.extend_from_slice(b"\",\"object\":");
+                v.extend_from_slice(encoded);
+                v.extend_from_slice(b"}\n");
+                Bytes::from(v)
+            }
+            None => line(kind, convert::to_served(&self.params.rt, obj)),
         }
     }
 
@@ -118,8 +139,8 @@ impl State {
             _ => None,
         };
         if let Some(k) = kind {
-            let rendered = self.render(&ev.object);
-            self.pending.push_back(line(k, rendered));
+            let b = self.render_line(k, ev);
+            self.pending.push_back(b);
         }
     }
 
@@ -158,6 +179,7 @@ pub fn stream(
     let epoch = shared.faults.watch_epoch();
     let deadline = params.timeout.map(|t| Instant::now() + t);
     let state = State {
+        identity: convert::is_identity(&params.rt),
         epoch,
         shared,
         initial: start.initial.into_iter().collect(),

@@ -333,12 +333,7 @@ impl Store {
                     .entry(key.storage.clone())
                     .or_insert_with(Table::new);
                 table.objects.insert(slot, object.clone());
-                let ev = Arc::new(WatchEvent {
-                    rv,
-                    kind,
-                    object: object.clone(),
-                    prev,
-                });
+                let ev = Arc::new(WatchEvent::new(rv, kind, object.clone(), prev));
                 self.record(table, ev);
                 let crd = is_crd(&key.storage).then(|| (object.clone(), true));
                 (key.storage, object, crd)
@@ -364,12 +359,12 @@ impl Store {
                 let gone = Arc::new(gone);
                 self.index(&mut inner, &key, Some(&prev), None);
                 if let Some(table) = inner.tables.get_mut(&key.storage) {
-                    let ev = Arc::new(WatchEvent {
+                    let ev = Arc::new(WatchEvent::new(
                         rv,
-                        kind: EventType::Deleted,
-                        object: gone.clone(),
-                        prev: Some(prev),
-                    });
+                        EventType::Deleted,
+                        gone.clone(),
+                        Some(prev),
+                    ));
                     self.record(table, ev);
                 }
                 let crd = is_crd(&key.storage).then(|| (gone.clone(), false));

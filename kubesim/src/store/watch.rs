@@ -46,6 +46,28 @@ pub struct WatchEvent {
     pub object: Arc<Value>,
     /// The object before the change, so selector watches can turn MODIFIED into ADDED/DELETED.
     pub prev: Option<Arc<Value>>,
+    /// The object's JSON, encoded once and shared by every watcher that serves it unconverted.
+    pub encoded: std::sync::OnceLock<bytes::Bytes>,
+}
+
+impl WatchEvent {
+    /// An event for a change.
+    pub fn new(rv: u64, kind: EventType, object: Arc<Value>, prev: Option<Arc<Value>>) -> Self {
+        WatchEvent {
+            rv,
+            kind,
+            object,
+            prev,
+            encoded: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The object's JSON (encoded on first use).
+    pub fn encoded(&self) -> &bytes::Bytes {
+        self.encoded.get_or_init(|| {
+            bytes::Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default())
+        })
+    }
 }
 
 /// Where a watch starts.
@@ -93,12 +115,12 @@ impl Store {
                 .objects
                 .values()
                 .map(|o| {
-                    Arc::new(WatchEvent {
-                        rv: super::rv_of(o),
-                        kind: EventType::Added,
-                        object: o.clone(),
-                        prev: None,
-                    })
+                    Arc::new(WatchEvent::new(
+                        super::rv_of(o),
+                        EventType::Added,
+                        o.clone(),
+                        None,
+                    ))
                 })
                 .collect(),
             WatchFrom::After(requested) => {

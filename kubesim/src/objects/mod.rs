@@ -11,12 +11,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::apply::{ApplyOptions, Conflict, server_side_apply, track_update};
+use crate::apply::track_update;
 use crate::builtin;
 use crate::error::{ApiError, Subject};
 use crate::fields::Shape;
 use crate::meta;
-use crate::patch::{self, PatchError};
 use crate::registry::ResourceType;
 use crate::store::{CommitError, Expect, Mutation, ObjKey, Store, rv_of};
 
@@ -90,8 +89,9 @@ pub enum Plan {
         mutation: Mutation,
         /// The object before.
         old: Option<Arc<Value>>,
-        /// What the object will look like (for webhooks and dry-run).
-        preview: Arc<Value>,
+        /// What the object will look like, when the mutation does not hold it (a delete that
+        /// an update triggers); see [`Plan::preview`].
+        preview: Option<Arc<Value>>,
         /// What kind of write.
         operation: Operation,
         /// Don't store (dry run).
@@ -101,6 +101,23 @@ pub enum Plan {
     },
     /// Nothing changes; this is the current object.
     Unchanged(Arc<Value>),
+}
+
+impl Plan {
+    /// The object as it will look after the write (for a delete: as it looks now).
+    pub fn preview(&self) -> Option<&Value> {
+        match self {
+            Plan::Write {
+                preview: Some(p), ..
+            } => Some(p),
+            Plan::Write {
+                mutation: Mutation::Put { object, .. },
+                ..
+            } => Some(object),
+            Plan::Write { old, .. } => old.as_deref(),
+            Plan::Unchanged(o) => Some(o),
+        }
+    }
 }
 
 /// A committed (or dry-run, or no-op) write.
@@ -130,7 +147,7 @@ pub struct Objects {
     next_ip: AtomicU32,
 }
 
-fn subject<'a>(rt: &'a ResourceType, name: &'a str) -> Subject<'a> {
+pub(super) fn subject<'a>(rt: &'a ResourceType, name: &'a str) -> Subject<'a> {
     Subject {
         group: &rt.group,
         resource: &rt.plural,
@@ -147,7 +164,7 @@ pub fn default_manager(user_agent: Option<&str>) -> String {
         .to_string()
 }
 
-fn shape_of(rt: &ResourceType) -> Shape<'_> {
+pub(super) fn shape_of(rt: &ResourceType) -> Shape<'_> {
     match &rt.schema {
         Some(s) => Shape::Schema(s.schema()),
         None if rt.is_custom() => Shape::Unknown,
@@ -155,7 +172,7 @@ fn shape_of(rt: &ResourceType) -> Shape<'_> {
     }
 }
 
-fn strip_for_compare(v: &Value) -> Value {
+pub(super) fn strip_for_compare(v: &Value) -> Value {
     let mut c = v.clone();
     if let Some(meta) = c.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
@@ -428,7 +445,7 @@ impl Objects {
         }
         let key = Self::key(rt, namespace, &name);
         Ok(Plan::Write {
-            preview: Arc::new(obj.clone()),
+            preview: None,
             mutation: Mutation::Put {
                 key,
                 expect: Expect::Absent,
@@ -443,7 +460,7 @@ impl Objects {
 
     /// Plans the update of an existing object to `new` (from PUT, a patch, or apply).
     #[allow(clippy::too_many_arguments)]
-    fn plan_replace(
+    pub(super) fn plan_replace(
         &self,
         rt: &ResourceType,
         old: Arc<Value>,
@@ -605,7 +622,7 @@ impl Objects {
                 .is_none_or(Vec::is_empty);
         if deleting && no_finalizers && ns_finalizers_done {
             return Ok(Plan::Write {
-                preview: Arc::new(new),
+                preview: Some(Arc::new(new)),
                 mutation: Mutation::Delete {
                     key,
                     expect_rv: rv_of(&old),
@@ -620,7 +637,7 @@ impl Objects {
             return Ok(Plan::Unchanged(old));
         }
         Ok(Plan::Write {
-            preview: Arc::new(new.clone()),
+            preview: None,
             mutation: Mutation::Put {
                 key,
                 expect: Expect::Rv(rv_of(&old)),
@@ -647,254 +664,6 @@ impl Objects {
         self.plan_replace(rt, old, obj, subresource, opts, false, true)
     }
 
-    /// Plans a PATCH of any kind (apply may create).
-    #[allow(clippy::too_many_arguments)]
-    pub fn plan_patch(
-        &self,
-        rt: &ResourceType,
-        namespace: &str,
-        name: &str,
-        kind: PatchKind,
-        patch_body: &Value,
-        subresource: Option<&str>,
-        opts: &WriteOptions,
-    ) -> Result<Plan, ApiError> {
-        let current = self.store.get(&Self::key(rt, namespace, name));
-        if kind == PatchKind::Apply {
-            return self.plan_apply(rt, namespace, name, current, patch_body, subresource, opts);
-        }
-        let Some(current) = current else {
-            return Err(ApiError::not_found(subject(rt, name)));
-        };
-        let mut target = (*current).clone();
-        let result = match kind {
-            PatchKind::Merge => {
-                if !patch_body.is_object() {
-                    return Err(ApiError::bad_request(
-                        "json: cannot unmarshal into Go value of type map[string]interface {}",
-                    ));
-                }
-                patch::merge_patch(&mut target, patch_body);
-                Ok(())
-            }
-            PatchKind::Json => patch::json_patch(&mut target, patch_body),
-            PatchKind::Strategic => {
-                if rt.is_custom() {
-                    return Err(ApiError::new(
-                        415,
-                        "UnsupportedMediaType",
-                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
-                    ));
-                }
-                patch::strategic_merge_patch(&mut target, patch_body)
-            }
-            PatchKind::Apply => Ok(()),
-        };
-        match result {
-            Ok(()) => {}
-            Err(PatchError::Malformed(m)) => return Err(ApiError::bad_request(m)),
-            Err(PatchError::Failed(m)) => return Err(ApiError::new(422, "Invalid", m)),
-        }
-        // A patch that sets resourceVersion is a precondition; otherwise it applies to "now".
-        let patch_rv = match kind {
-            PatchKind::Json => None,
-            _ => patch_body
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-        };
-        if patch_rv.is_none()
-            && let Some(m) = target.get_mut("metadata").and_then(Value::as_object_mut)
-        {
-            m.insert("resourceVersion".into(), json!(rv_of(&current).to_string()));
-        }
-        self.plan_replace(rt, current, target, subresource, opts, false, false)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn plan_apply(
-        &self,
-        rt: &ResourceType,
-        namespace: &str,
-        name: &str,
-        current: Option<Arc<Value>>,
-        applied: &Value,
-        subresource: Option<&str>,
-        opts: &WriteOptions,
-    ) -> Result<Plan, ApiError> {
-        if opts.manager.is_empty() || opts.manager == "unknown" {
-            return Err(ApiError::bad_request(
-                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
-            ));
-        }
-        if !applied.is_object() {
-            return Err(ApiError::bad_request(
-                "error decoding YAML: the apply patch must be an object",
-            ));
-        }
-        for (field, what) in [("apiVersion", "apiVersion"), ("kind", "kind")] {
-            if applied
-                .get(field)
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
-                return Err(ApiError::bad_request(format!(
-                    "invalid object type: {what} must be set in an apply request"
-                )));
-            }
-        }
-        Self::check_type(rt, applied)?;
-        if let Some(n) = applied.pointer("/metadata/name").and_then(Value::as_str)
-            && n != name
-        {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({n}) does not match the name on the URL ({name})"
-            )));
-        }
-        let now = meta::now();
-        let aopts = ApplyOptions {
-            manager: &opts.manager,
-            force: opts.force,
-            subresource,
-            status_split: rt.status_subresource,
-            now: &now,
-        };
-        let merged = server_side_apply(current.as_deref(), applied, shape_of(rt), &aopts)
-            .map_err(|c| conflict_error(rt, name, &c))?;
-        match current {
-            None => {
-                if subresource.is_some() {
-                    return Err(ApiError::not_found(subject(rt, name)));
-                }
-                let mut obj = merged;
-                obj["metadata"]["name"] = json!(name);
-                self.plan_create(rt, namespace, obj, opts, true)
-            }
-            Some(cur) => self.plan_replace(rt, cur, merged, subresource, opts, true, false),
-        }
-    }
-
-    /// Plans a DELETE.
-    pub fn plan_delete(
-        &self,
-        rt: &ResourceType,
-        namespace: &str,
-        name: &str,
-        opts: &DeleteOptions,
-    ) -> Result<Plan, ApiError> {
-        let current = self.get(rt, namespace, name)?;
-        let uid = current
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if let Some(want) = &opts.uid
-            && want != uid
-        {
-            return Err(ApiError::conflict(
-                subject(rt, name),
-                &format!(
-                    "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
-                ),
-            ));
-        }
-        if let Some(want) = &opts.resource_version
-            && *want != rv_of(&current).to_string()
-        {
-            return Err(ApiError::conflict(
-                subject(rt, name),
-                &format!(
-                    "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {}",
-                    rv_of(&current)
-                ),
-            ));
-        }
-        let policy = opts.propagation.as_deref().unwrap_or("Background");
-        if !matches!(policy, "Background" | "Foreground" | "Orphan") {
-            return Err(ApiError::invalid(
-                "",
-                "DeleteOptions",
-                "",
-                &[crate::validation::FieldError::new(
-                    "propagationPolicy",
-                    crate::validation::FieldErrorKind::NotSupported,
-                    Some(json!(policy)),
-                    "supported values: \"Foreground\", \"Background\", \"Orphan\"",
-                )],
-            ));
-        }
-        let mut next = (*current).clone();
-        let mut finalizers: Vec<Value> = next
-            .pointer("/metadata/finalizers")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let extra = match policy {
-            "Foreground" => Some("foregroundDeletion"),
-            "Orphan" => Some("orphan"),
-            _ => None,
-        };
-        if rt.plural == "customresourcedefinitions" && rt.group == "apiextensions.k8s.io" {
-            let f = json!("customresourcecleanup.apiextensions.k8s.io");
-            if !finalizers.contains(&f) && current.pointer("/metadata/deletionTimestamp").is_none()
-            {
-                finalizers.push(f);
-            }
-        }
-        if let Some(f) = extra
-            && !finalizers.contains(&json!(f))
-            && (current.pointer("/metadata/deletionTimestamp").is_none() || policy != "Background")
-        {
-            finalizers.push(json!(f));
-        }
-        let is_namespace = rt.group.is_empty() && rt.plural == "namespaces";
-        let graceful = !finalizers.is_empty() || is_namespace;
-        if !graceful {
-            return Ok(Plan::Write {
-                preview: current.clone(),
-                mutation: Mutation::Delete {
-                    key: Self::key(rt, namespace, name),
-                    expect_rv: rv_of(&current),
-                },
-                old: Some(current),
-                operation: Operation::Delete,
-                dry_run: opts.dry_run,
-                warnings: Vec::new(),
-            });
-        }
-        if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
-            if !m.contains_key("deletionTimestamp") {
-                m.insert("deletionTimestamp".into(), json!(meta::now()));
-                m.insert("deletionGracePeriodSeconds".into(), json!(0));
-            }
-            if finalizers.is_empty() {
-                m.remove("finalizers");
-            } else {
-                m.insert("finalizers".into(), Value::Array(finalizers));
-            }
-        }
-        if is_namespace {
-            next["status"] = json!({"phase": "Terminating"});
-        }
-        if rt.plural == "customresourcedefinitions" {
-            builtin::apply_defaults(rt, &mut next, Some(&current), String::new);
-        }
-        if strip_for_compare(&next) == strip_for_compare(&current) {
-            return Ok(Plan::Unchanged(current));
-        }
-        Ok(Plan::Write {
-            preview: Arc::new(next.clone()),
-            mutation: Mutation::Put {
-                key: Self::key(rt, namespace, name),
-                expect: Expect::Rv(rv_of(&current)),
-                object: next,
-            },
-            old: Some(current),
-            operation: Operation::Delete,
-            dry_run: opts.dry_run,
-            warnings: Vec::new(),
-        })
-    }
-
     /// Commits a plan.
     pub fn commit(&self, rt: &ResourceType, plan: Plan) -> Result<Outcome, CommitFailure> {
         match plan {
@@ -903,21 +672,34 @@ impl Objects {
                 created: false,
                 warnings: Vec::new(),
             }),
-            Plan::Write {
-                mutation,
-                preview,
-                dry_run,
-                warnings,
-                operation,
-                ..
-            } => {
-                if dry_run {
+            plan @ Plan::Write { .. } => {
+                if let Plan::Write { dry_run: true, .. } = &plan {
+                    let object = Arc::new(plan.preview().cloned().unwrap_or(Value::Null));
+                    let (created, warnings) = match plan {
+                        Plan::Write {
+                            operation,
+                            warnings,
+                            ..
+                        } => (operation == Operation::Create, warnings),
+                        Plan::Unchanged(_) => (false, Vec::new()),
+                    };
                     return Ok(Outcome {
-                        object: preview,
-                        created: operation == Operation::Create,
+                        object,
+                        created,
                         warnings,
                     });
                 }
+                let Plan::Write {
+                    mutation,
+                    warnings,
+                    operation,
+                    ..
+                } = plan
+                else {
+                    return Err(CommitFailure::Api(ApiError::internal(
+                        "a plan changed while committing",
+                    )));
+                };
                 let name = match &mutation {
                     Mutation::Put { key, .. } | Mutation::Delete { key, .. } => key.name.clone(),
                 };
@@ -981,60 +763,10 @@ impl Objects {
     }
 }
 
-/// The 409 a conflicting apply gets, worded as the API server words it.
-pub fn conflict_error(rt: &ResourceType, name: &str, conflicts: &[Conflict]) -> ApiError {
-    let n = conflicts.len();
-    let message = if n == 1 {
-        let c = &conflicts[0];
-        format!(
-            "Apply failed with 1 conflict: conflict with \"{}\" using {}: {}",
-            c.manager, c.api_version, c.field
-        )
-    } else {
-        let mut by_manager: Vec<(String, String, Vec<String>)> = Vec::new();
-        for c in conflicts {
-            match by_manager
-                .iter_mut()
-                .find(|(m, a, _)| *m == c.manager && *a == c.api_version)
-            {
-                Some(entry) => entry.2.push(c.field.clone()),
-                None => by_manager.push((
-                    c.manager.clone(),
-                    c.api_version.clone(),
-                    vec![c.field.clone()],
-                )),
-            }
-        }
-        let parts: Vec<String> = by_manager
-            .iter()
-            .map(|(m, a, fields)| {
-                let list: Vec<String> = fields.iter().map(|f| format!("- {f}")).collect();
-                format!("conflicts with \"{m}\" using {a}:\n{}", list.join("\n"))
-            })
-            .collect();
-        format!("Apply failed with {n} conflicts: {}", parts.join("\n"))
-    };
-    let causes: Vec<Value> = conflicts
-        .iter()
-        .map(|c| {
-            json!({
-                "reason": "FieldManagerConflict",
-                "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version),
-                "field": c.field,
-            })
-        })
-        .collect();
-    let mut details = json!({"name": name, "kind": rt.plural, "causes": causes});
-    if !rt.group.is_empty() {
-        details["group"] = json!(rt.group);
-    }
-    ApiError {
-        code: 409,
-        reason: "Conflict".into(),
-        message,
-        details: Some(details),
-    }
-}
-
 #[cfg(test)]
 mod tests;
+
+mod delete;
+mod patching;
+
+pub use patching::conflict_error;
