@@ -193,6 +193,27 @@ impl Harness {
     }
 }
 
+/// Changes an annotation of `name`, as the test's field manager: a change that triggers
+/// reconciles but asks for nothing.
+pub async fn touch<K>(api: &Api<K>, name: &str, i: usize)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({"metadata": {"annotations": {"medplat.test/touch": i.to_string()}}});
+    let params = PatchParams {
+        field_manager: Some(TEST_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    api.patch(name, &params, &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("touch {name}: {e}"));
+}
+
+/// Touches the Platform `default` (see [`touch`]).
+pub async fn touch_platform(client: &Client, i: usize) {
+    touch(&Api::<Platform>::all(client.clone()), "default", i).await;
+}
+
 /// Polls `f` every 50 ms until it holds or `timeout` passes.
 pub async fn wait_for<F, Fut>(timeout: Duration, mut f: F) -> bool
 where
