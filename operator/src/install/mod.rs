@@ -289,15 +289,22 @@ fn commented_role<T: Serialize + kube::Resource<DynamicType = ()>>(
     Ok(doc)
 }
 
-/// The operator's Namespace, labelled for Pod Security "restricted" enforcement.
+/// The operator's Namespace.
+///
+/// Pod Security is enforced at `privileged` and audited at `restricted`: the Platform's node
+/// agent and log agent run here and read the host (hostNetwork, read-only hostPath, uid 0 with
+/// every capability dropped), which "restricted" and "baseline" forbid. The operator's own pods
+/// meet "restricted" (a test checks), and the audit level records any pod that does not.
 pub fn namespace(opts: &InstallOptions) -> Namespace {
     let mut labels = rbac::labels("operator");
-    for mode in ["enforce", "audit", "warn"] {
-        labels.insert(
-            format!("pod-security.kubernetes.io/{mode}"),
-            "restricted".into(),
-        );
-    }
+    labels.insert(
+        "pod-security.kubernetes.io/enforce".into(),
+        "privileged".into(),
+    );
+    labels.insert(
+        "pod-security.kubernetes.io/audit".into(),
+        "restricted".into(),
+    );
     Namespace {
         metadata: ObjectMeta {
             name: Some(opts.namespace.clone()),

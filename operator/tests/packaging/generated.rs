@@ -1,0 +1,108 @@
+//! The committed generated files (kustomize base and component, the chart's CRDs, ClusterRole
+//! template and alert rules) against what the binary generates, and the CLI itself.
+
+use medplat::install::InstallOptions;
+use medplat::install::files::{chart_files, kustomize_files, stale_files};
+
+use super::common::{repo, yaml_docs};
+
+#[test]
+fn deploy_matches_what_the_binary_generates() {
+    let files = kustomize_files(&InstallOptions::default()).unwrap();
+    let stale = stale_files(&repo().join("deploy"), &files);
+    assert!(
+        stale.is_empty(),
+        "deploy/ is out of date ({stale:?}); run `cargo run -- install-manifests --kustomize deploy`"
+    );
+}
+
+#[test]
+fn the_charts_generated_files_match_the_binary_and_crds() {
+    let files = chart_files().unwrap();
+    let stale = stale_files(&repo().join("charts/medplat"), &files);
+    assert!(
+        stale.is_empty(),
+        "charts/medplat is out of date ({stale:?}); run `cargo run -- install-manifests --chart charts/medplat`"
+    );
+    // The chart's CRDs are byte for byte the ones in crds/.
+    for (rel, text) in files.iter().filter(|(r, _)| r.starts_with("crds/")) {
+        let committed = std::fs::read_to_string(repo().join(rel)).unwrap();
+        assert_eq!(&committed, text, "{rel} differs from the chart's copy");
+    }
+}
+
+fn medplat(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_medplat"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn install_manifests_prints_the_crds_and_every_object() {
+    let (ok, out, err) = medplat(&["install-manifests", "--failure-policy", "fail"]);
+    assert!(ok, "{err}");
+    let docs = yaml_docs(&out);
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "CustomResourceDefinition")
+            .count(),
+        medplat::api::all_crds().len()
+    );
+    for kind in [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ValidatingWebhookConfiguration",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    let vwc = docs
+        .iter()
+        .find(|d| d["kind"] == "ValidatingWebhookConfiguration")
+        .unwrap();
+    assert_eq!(vwc["webhooks"][0]["failurePolicy"], "Fail");
+    // CRDs come first, so one `kubectl apply` establishes them before anything uses them.
+    let first_other = kinds
+        .iter()
+        .position(|k| *k != "CustomResourceDefinition")
+        .unwrap();
+    assert!(
+        kinds[first_other..]
+            .iter()
+            .all(|k| *k != "CustomResourceDefinition")
+    );
+}
+
+#[test]
+fn install_manifests_refuses_contradictory_options_with_a_clear_error() {
+    let (ok, out, err) = medplat(&[
+        "install-manifests",
+        "--replicas",
+        "3",
+        "--no-leader-election",
+    ]);
+    assert!(!ok);
+    assert!(out.is_empty(), "nothing is printed on error: {out}");
+    assert!(
+        err.contains("replicas") && err.contains("leader election"),
+        "{err}"
+    );
+    let (ok, _, err) = medplat(&["install-manifests", "--probe-cidr", "10.0.0.0/99"]);
+    assert!(!ok);
+    assert!(err.contains("10.0.0.0/99"), "{err}");
+}
