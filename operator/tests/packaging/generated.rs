@@ -106,3 +106,40 @@ fn install_manifests_refuses_contradictory_options_with_a_clear_error() {
     assert!(!ok);
     assert!(err.contains("10.0.0.0/99"), "{err}");
 }
+
+/// No Docker engine runs here, so the image is not built in tests; this checks what the
+/// Dockerfile promises: multi-stage, static, distroless, the non-root uid the pods assume, and a
+/// build context that holds every workspace member.
+#[test]
+fn the_dockerfile_builds_a_small_static_nonroot_image() {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let stages: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(stages.len(), 2, "build and runtime stages: {stages:?}");
+    assert!(
+        stages[1].contains("distroless/static") && stages[1].contains(":nonroot"),
+        "{stages:?}"
+    );
+    assert!(dockerfile.contains("x86_64-unknown-linux-musl") && dockerfile.contains("--locked"));
+    let uid = medplat::render::pod_security::NONROOT_UID;
+    assert!(
+        dockerfile.contains(&format!("USER {uid}:{uid}")),
+        "the image runs as {uid}"
+    );
+    let ignore = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
+    for needed in [
+        "operator",
+        "kubesim",
+        "tests",
+        "Cargo.toml",
+        "Cargo.lock",
+        "crds",
+    ] {
+        assert!(
+            !ignore.lines().any(|l| l.trim_end_matches('/') == needed),
+            ".dockerignore drops {needed}, which the build needs"
+        );
+    }
+}
