@@ -70,6 +70,30 @@ impl Cluster {
         ]
     }
 
+    /// Applies `examples/hospital/*.yaml` (as `kubectl apply -f examples/hospital/` would:
+    /// not recursive) and its development Secrets, skipping kinds listed in `skip_kinds`.
+    pub async fn apply_hospital(&self, skip_kinds: &[&str]) {
+        let dir = repo_root().join("examples/hospital");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        files.sort();
+        for f in files {
+            for obj in medplat::manifests::load(&[f]).unwrap() {
+                if !skip_kinds.contains(&obj.kind()) {
+                    self.apply(&obj.value).await;
+                }
+            }
+        }
+        for secret in
+            medplat::manifests::secrets_from_dir(&dir.join("secrets"), "clinical").unwrap()
+        {
+            self.apply(&secret).await;
+        }
+    }
+
     /// Server-side applies one object as the test's own field manager.
     pub async fn apply(&self, obj: &Value) -> DynamicObject {
         let api = self.api_for(obj);
@@ -144,6 +168,11 @@ impl Cluster {
             operator,
         }
     }
+}
+
+/// The repository's root directory.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `timeout` naming `what`.

@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod check;
 pub mod crd;
+pub mod install;
 pub mod node_agent;
 pub mod run;
 pub mod worker;
@@ -31,6 +32,9 @@ pub enum Command {
     Run(run::RunArgs),
     /// Print the alert rules rendered from a Platform (PrometheusRule or a plain rules file).
     Alerts(alerts::AlertsArgs),
+    /// Print the operator's install objects (and the CRDs) as one YAML stream, or write the
+    /// kustomize base or the Helm chart's generated files.
+    InstallManifests(install::InstallArgs),
     /// Scan this node against the hardening baseline and report its NodeCompliance status.
     NodeAgent(node_agent::NodeAgentArgs),
     /// The data plane: run a pipeline, or serve an HL7 v2 MLLP listener.
@@ -45,6 +49,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Run(args) => run::run(args),
         Command::Alerts(args) => report(alerts::run(&args)),
+        Command::InstallManifests(args) => report(install::run(&args)),
         Command::NodeAgent(args) => report(node_agent::run(&args)),
         Command::Worker(args) => worker::run(&args),
     }

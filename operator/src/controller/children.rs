@@ -22,93 +22,17 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBind
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{self, ReflectHandle, Store};
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use super::fanout::Fanout;
 use crate::render::common::{MANAGED_BY, MANAGED_BY_VALUE};
 
 /// The label selector every child watch uses.
 pub fn managed_selector() -> String {
     format!("{MANAGED_BY}={MANAGED_BY_VALUE}")
-}
-
-/// Where a shared watch's subscriptions come from, without ever holding up the watch.
-///
-/// A kube shared reflector waits for every *active* subscriber once its buffer is full. A
-/// handle kept only to be cloned later is such a subscriber: never read, it would stall the
-/// watch (and freeze the cache) after [`SHARED_BUFFER`] events. So the kept handle is drained
-/// by the watch's own driver ([`Subscriptions::new`]), and [`Subscriptions::subscribe`] clones
-/// it at its current position.
-pub struct Subscriptions<K: kube::runtime::reflector::Lookup + Clone + 'static>
-where
-    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
-{
-    handle: Arc<std::sync::Mutex<ReflectHandle<K>>>,
-}
-
-impl<K: kube::runtime::reflector::Lookup + Clone + 'static> Subscriptions<K>
-where
-    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
-{
-    /// Wraps `handle`; the returned future drains it and must be driven with the watch.
-    ///
-    /// kube's handle can swallow a wake-up (when an object is deleted between its broadcast
-    /// and the read, the read returns `Pending` without waiting on anything), so the drain also
-    /// re-polls on a short timer.
-    pub fn new(handle: ReflectHandle<K>) -> (Self, impl std::future::Future<Output = ()>) {
-        let handle = Arc::new(std::sync::Mutex::new(handle));
-        let kept = handle.clone();
-        let drain = async move {
-            let mut tick = tokio::time::interval(DRAIN_REPOLL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                let step = futures::future::poll_fn(|cx| drain_some(&kept, cx));
-                tokio::select! {
-                    ended = step => if ended { return },
-                    _ = tick.tick() => {}
-                }
-            }
-        };
-        (Subscriptions { handle }, drain)
-    }
-
-    /// A new stream of changed objects; the caller must keep reading it.
-    pub fn subscribe(&self) -> ReflectHandle<K> {
-        self.handle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-}
-
-/// How often a subscription drain re-polls in case kube swallowed its wake-up.
-const DRAIN_REPOLL: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// Reads what is buffered; `Ready(true)` when the stream ended.
-fn drain_some<K>(
-    handle: &std::sync::Mutex<ReflectHandle<K>>,
-    cx: &mut std::task::Context<'_>,
-) -> std::task::Poll<bool>
-where
-    K: kube::runtime::reflector::Lookup + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
-{
-    use std::task::Poll;
-    let mut h = handle
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    // A bounded batch per poll, then yield, so a busy watch cannot starve the executor.
-    for _ in 0..256 {
-        match std::pin::Pin::new(&mut *h).poll_next(cx) {
-            Poll::Ready(Some(_)) => {}
-            Poll::Ready(None) => return Poll::Ready(true),
-            Poll::Pending => return Poll::Pending,
-        }
-    }
-    cx.waker().wake_by_ref();
-    Poll::Pending
 }
 
 /// The objects a watch saw deleted, for consumers that must react to deletions.
@@ -174,11 +98,18 @@ impl<K: Clone + Send + Sync + 'static> Default for Deletions<K> {
 pub struct ChildKind<K: Resource<DynamicType = ()> + Clone + 'static> {
     /// The cache, keyed by namespace and name.
     pub store: Store<PartialObjectMeta<K>>,
-    subscriptions: Subscriptions<PartialObjectMeta<K>>,
+    fanout: Fanout<PartialObjectMeta<K>>,
     deletions: Deletions<PartialObjectMeta<K>>,
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> ChildKind<K> {
+    /// A stream of changed children, for `Controller::owns_shared_stream`.
+    pub fn subscribe(
+        &self,
+    ) -> futures::channel::mpsc::UnboundedReceiver<Arc<PartialObjectMeta<K>>> {
+        self.fanout.subscribe()
+    }
+
     /// A stream of deleted children, for a second `Controller::owns_shared_stream`: kube's
     /// shared streams do not carry deletions, and a deleted child must be recreated.
     pub fn deleted(
@@ -189,11 +120,6 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> ChildKind<K>
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + 'static> ChildKind<K> {
-    /// A stream of changed children, for `Controller::owns_shared_stream`.
-    pub fn subscribe(&self) -> ReflectHandle<PartialObjectMeta<K>> {
-        self.subscriptions.subscribe()
-    }
-
     /// The cached metadata of `namespace/name`.
     pub fn get(&self, namespace: Option<&str>, name: &str) -> Option<Arc<PartialObjectMeta<K>>> {
         let key = match namespace {
@@ -230,7 +156,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store_shared::<PartialObjectMeta<K>>(SHARED_BUFFER);
-    let (subscriptions, drain) = Subscriptions::new(writer.subscribe()?);
+    let (fanout, drain) = Fanout::new(writer.subscribe()?);
     let deletions = Deletions::new();
     let observer = deletions.clone();
     let stream = watcher(api, watcher::Config::default().labels(&managed_selector()))
@@ -251,7 +177,7 @@ where
     Some((
         ChildKind {
             store,
-            subscriptions,
+            fanout,
             deletions,
         },
         drive,
@@ -613,11 +539,4 @@ impl ChildStores {
             _ => per_kind!(self, kind, |k| all(k, uid)).unwrap_or_default(),
         }
     }
-}
-
-/// A stream of one kind's changes for an owner controller.
-pub fn trigger<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static>(
-    kind: &ChildKind<K>,
-) -> impl Stream<Item = Arc<PartialObjectMeta<K>>> + Send + 'static {
-    kind.subscribe()
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 use futures::{FutureExt, StreamExt};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -19,8 +19,10 @@ use serde::de::DeserializeOwned;
 use super::children::ChildStores;
 use super::context::{Context, ParentStores, Settings};
 use super::error::Error;
+use super::fanout::Fanout;
 use super::metrics::{Metrics, MetricsError};
-use super::{access_policy, data_source, storage_tier};
+use super::platform::watches::PlatformWatches;
+use super::{access_policy, data_source, pipeline, storage_tier};
 use crate::api::{AccessPolicy, DataSource, Pipeline, StorageTier};
 use crate::render::tier_claim::TIER_LABEL;
 
@@ -35,10 +37,17 @@ pub enum OperatorError {
     Subscribe(&'static str),
 }
 
-/// The running operator's handles: its context (metrics, caches) and the future that runs it.
+/// The operator: its shared state, and the subscriptions controllers are started from.
 pub struct Operator {
-    /// Shared state, for the health and metrics endpoints.
+    /// Shared state (client, caches, metrics), for the controllers, the webhook and the health
+    /// endpoints.
     pub context: Arc<Context>,
+    tiers_sub: Fanout<DeserializeGuard<StorageTier>>,
+    sources_sub: Fanout<DeserializeGuard<DataSource>>,
+    policies_sub: Fanout<DeserializeGuard<AccessPolicy>>,
+    pipelines_sub: Fanout<DeserializeGuard<Pipeline>>,
+    /// The Platform side's watches; `None` when the operator watches one namespace.
+    platform: Option<Arc<PlatformWatches>>,
 }
 
 const BUFFER: usize = 1024;
@@ -46,7 +55,7 @@ const BUFFER: usize = 1024;
 /// A shared watch of a parent kind: its store, a subscription and the driver future.
 struct ParentWatch<K: Resource<DynamicType = ()> + Clone + 'static, D> {
     store: Store<DeserializeGuard<K>>,
-    subscription: ReflectHandle<DeserializeGuard<K>>,
+    subscription: Fanout<DeserializeGuard<K>>,
     drive: D,
 }
 
@@ -58,17 +67,34 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store_shared(BUFFER);
-    let handle = writer.subscribe().ok_or(OperatorError::Subscribe(name))?;
-    let drive = watcher(api, watcher::Config::default())
+    let (fanout, drain) = Fanout::new(writer.subscribe().ok_or(OperatorError::Subscribe(name))?);
+    let watch = watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(|g: &mut DeserializeGuard<K>| g.managed_fields_mut().clear())
         .reflect_shared(writer)
         .for_each(|_| futures::future::ready(()));
+    let drive = async move {
+        futures::join!(watch, drain);
+    };
     Ok(ParentWatch {
         store,
-        subscription: handle,
+        subscription: fanout,
         drive,
     })
+}
+
+/// A trigger stream for a controller started after its watch: every object already cached,
+/// then every change. Subscribing first and reading the cache second leaves no gap (an object
+/// seen twice is reconciled once more, harmlessly).
+fn with_existing<K>(
+    fanout: &Fanout<DeserializeGuard<K>>,
+    store: &Store<DeserializeGuard<K>>,
+) -> impl futures::Stream<Item = Arc<DeserializeGuard<K>>> + Send + 'static + use<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let changes = fanout.subscribe();
+    futures::stream::iter(store.state()).chain(changes)
 }
 
 /// Wraps a reconciler with metrics and backoff bookkeeping.
@@ -109,12 +135,32 @@ fn error_policy<K: Resource<DynamicType = ()>>(
 }
 
 impl Operator {
-    /// Builds the operator and returns it with the future that runs every controller until
-    /// `shutdown` resolves. In-flight reconciles are allowed to finish.
+    /// Builds the operator and returns it with the future that runs the watches and every
+    /// controller until `shutdown` resolves (in-flight reconciles finish). For a single
+    /// replica; with leader election use [`Operator::start_caches`] and
+    /// [`Operator::controllers`].
     pub fn start(
         client: Client,
         settings: Settings,
         shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static,
+    ) -> Result<(Operator, impl Future<Output = ()> + Send + 'static), OperatorError> {
+        let (operator, watches) = Operator::start_caches(client, settings)?;
+        let controllers = operator.controllers(shutdown);
+        let run = async move {
+            tokio::select! {
+                _ = watches => {},
+                _ = controllers => {},
+            }
+        }
+        .boxed();
+        Ok((operator, run))
+    }
+
+    /// Builds the caches every replica keeps warm (for the webhook and a fast takeover) and
+    /// returns the future that drives their watches.
+    pub fn start_caches(
+        client: Client,
+        settings: Settings,
     ) -> Result<(Operator, impl Future<Output = ()> + Send + 'static), OperatorError> {
         let ns = settings.namespace.clone();
         let metrics = Metrics::new()?;
@@ -149,14 +195,14 @@ impl Operator {
         } = parent_watch::<AccessPolicy>(policies_api, "AccessPolicy")?;
         let ParentWatch {
             store: pipelines,
-            subscription: _pipelines_sub,
+            subscription: pipelines_sub,
             drive: drive_pipelines,
         } = parent_watch::<Pipeline>(pipelines_api, "Pipeline")?;
         let parents = ParentStores {
             tiers: tiers.clone(),
             sources: sources.clone(),
             policies: policies.clone(),
-            pipelines,
+            pipelines: pipelines.clone(),
         };
         let ctx = Arc::new(Context::new(
             client,
@@ -166,8 +212,57 @@ impl Operator {
             settings,
         ));
 
+        // Platform: the watches of the cluster guard rails (see `platform_caches` below).
+        let (platform, drive_platform) = platform_caches(&ctx)?;
+
+        let watches = async move {
+            futures::join!(
+                drive_children,
+                drive_tiers,
+                drive_sources,
+                drive_policies,
+                drive_pipelines,
+                drive_platform
+            );
+        };
+        Ok((
+            Operator {
+                context: ctx,
+                tiers_sub,
+                sources_sub,
+                policies_sub,
+                pipelines_sub,
+                platform,
+            },
+            watches,
+        ))
+    }
+
+    /// The future that runs every controller until `shutdown` resolves. Subscribes to the
+    /// shared watches now, so it is built only when this replica leads.
+    pub fn controllers<Sh>(
+        &self,
+        shutdown: Sh,
+    ) -> impl Future<Output = ()> + Send + 'static + use<Sh>
+    where
+        Sh: Future<Output = ()> + Send + Sync + Clone + 'static,
+    {
+        let ctx = self.context.clone();
+        let children = ctx.children.clone();
+        let (tiers, sources, policies, pipelines) = (
+            ctx.parents.tiers.clone(),
+            ctx.parents.sources.clone(),
+            ctx.parents.policies.clone(),
+            ctx.parents.pipelines.clone(),
+        );
+        let (tiers_sub, sources_sub, policies_sub, pipelines_sub) = (
+            &self.tiers_sub,
+            &self.sources_sub,
+            &self.policies_sub,
+            &self.pipelines_sub,
+        );
         let tier_controller = {
-            Controller::for_shared_stream(tiers_sub.clone(), tiers.clone())
+            Controller::for_shared_stream(with_existing(tiers_sub, &tiers), tiers.clone())
                 .watches_shared_stream(children.claims.subscribe(), |claim| {
                     claim
                         .labels()
@@ -181,16 +276,17 @@ impl Operator {
                     ctx.clone(),
                 )
                 .for_each(|_| futures::future::ready(()))
+                .boxed()
         };
 
         let source_controller = {
             let sources_for_tier = sources.clone();
-            Controller::for_shared_stream(sources_sub.clone(), sources.clone())
+            Controller::for_shared_stream(with_existing(sources_sub, &sources), sources.clone())
                 .owns_shared_stream(children.service_accounts.subscribe())
                 .owns_shared_stream(children.network_policies.subscribe())
                 .owns_shared_stream(children.deployments.subscribe())
                 .owns_shared_stream(children.services.subscribe())
-                .watches_shared_stream(tiers_sub.clone(), move |tier| {
+                .watches_shared_stream(tiers_sub.subscribe(), move |tier| {
                     let name = tier.name_any();
                     sources_for_tier
                         .state()
@@ -212,16 +308,17 @@ impl Operator {
                     ctx.clone(),
                 )
                 .for_each(|_| futures::future::ready(()))
+                .boxed()
         };
 
         let policy_controller = {
             let policies_for_source = policies.clone();
-            Controller::for_shared_stream(policies_sub, policies.clone())
+            Controller::for_shared_stream(with_existing(policies_sub, &policies), policies.clone())
                 .owns_shared_stream(children.config_maps.subscribe())
                 .owns_shared_stream(children.roles.subscribe())
                 .owns_shared_stream(children.role_bindings.subscribe())
                 .owns_shared_stream(children.network_policies.subscribe())
-                .watches_shared_stream(sources_sub, move |source| {
+                .watches_shared_stream(sources_sub.subscribe(), move |source| {
                     let ns = source.namespace();
                     policies_for_source
                         .state()
@@ -237,73 +334,120 @@ impl Operator {
                     ctx.clone(),
                 )
                 .for_each(|_| futures::future::ready(()))
+                .boxed()
         };
 
-        // Platform: cluster guard rails (see `start_platform` below).
-        let platform = start_platform(&ctx, tiers_sub.clone(), shutdown.clone())?;
-
-        let run = async move {
-            let watches = futures::future::join5(
-                drive_children,
-                drive_tiers,
-                drive_sources,
-                drive_policies,
-                drive_pipelines,
-            )
-            .map(|_| ());
-            let controllers = async move {
-                futures::join!(
-                    tier_controller,
-                    source_controller,
-                    policy_controller,
-                    platform
-                );
+        let pipeline_controller = {
+            let in_namespace = |store: Store<DeserializeGuard<Pipeline>>| {
+                move |ns: Option<String>| -> Vec<ObjectRef<DeserializeGuard<Pipeline>>> {
+                    store
+                        .state()
+                        .iter()
+                        .filter(|p| ns.is_none() || p.namespace() == ns)
+                        .map(|p| ObjectRef::from_obj(p.as_ref()))
+                        .collect()
+                }
             };
-            tokio::select! {
-                _ = watches => {},
-                _ = controllers => {},
-            }
+            let by_source = in_namespace(pipelines.clone());
+            let by_policy = in_namespace(pipelines.clone());
+            let by_tier = in_namespace(pipelines.clone());
+            Controller::for_shared_stream(
+                with_existing(pipelines_sub, &pipelines),
+                pipelines.clone(),
+            )
+            .owns_shared_stream(children.service_accounts.subscribe())
+            .owns_shared_stream(children.config_maps.subscribe())
+            .owns_shared_stream(children.network_policies.subscribe())
+            .owns_shared_stream(children.cron_jobs.subscribe())
+            .owns_shared_stream(children.jobs.subscribe())
+            // Jobs a CronJob starts are owned by the CronJob; their labels name the pipeline.
+            .watches_shared_stream(children.jobs.subscribe(), |job| {
+                let labels = job.labels();
+                (labels
+                    .get(crate::render::common::OWNER_KIND)
+                    .map(String::as_str)
+                    == Some("pipeline"))
+                .then(|| labels.get(crate::render::common::OWNER_NAME).cloned())
+                .flatten()
+                .zip(job.namespace())
+                .map(|(name, ns)| ObjectRef::<DeserializeGuard<Pipeline>>::new(&name).within(&ns))
+            })
+            .watches_shared_stream(sources_sub.subscribe(), move |s| by_source(s.namespace()))
+            .watches_shared_stream(policies_sub.subscribe(), move |p| by_policy(p.namespace()))
+            .watches_shared_stream(tiers_sub.subscribe(), move |_| by_tier(None))
+            .graceful_shutdown_on(shutdown.clone())
+            .run(
+                |o, c| instrumented(pipeline::CONTROLLER, o, c, pipeline::reconcile),
+                error_policy(pipeline::CONTROLLER),
+                ctx.clone(),
+            )
+            .for_each(|_| futures::future::ready(()))
+            .boxed()
         };
-        Ok((Operator { context: ctx }, run))
+
+        // Platform: cluster guard rails (see `platform_controllers` below).
+        let platform_controller = platform_controllers(
+            &ctx,
+            self.platform.clone(),
+            tiers_sub.subscribe(),
+            shutdown.clone(),
+        );
+
+        async move {
+            futures::join!(
+                tier_controller,
+                source_controller,
+                policy_controller,
+                pipeline_controller,
+                platform_controller
+            );
+        }
     }
 }
 
 // ---- Platform: node hardening, log collection, alerting, and the sensitive-pod watch -------------
 
-/// Starts the Platform controller, its own watches (Platforms, Nodes, NodeCompliance objects,
-/// pods labelled `medplat.io/level`, CRDs) and the cluster-wide sensitive-pod watch. The
-/// returned future ends when the controller has shut down.
+/// Starts the Platform side's own watches (Platforms, Nodes, NodeCompliance objects, pods
+/// labelled `medplat.io/level`, CRDs), kept warm on every replica like the other caches.
 ///
-/// The Platform is cluster-wide: an operator restricted to one namespace (`--namespace`) does
-/// not run it, because its child caches would not see the Platform's children in the operator
-/// namespace and node hardening needs cluster-wide access anyway.
-fn start_platform(
+/// The Platform is cluster-wide: an operator restricted to one namespace (`--watch-namespace`)
+/// does not run it, because its child caches would not see the Platform's children in the
+/// operator namespace and node hardening needs cluster-wide access anyway.
+fn platform_caches(
     ctx: &Arc<Context>,
-    tiers_sub: ReflectHandle<DeserializeGuard<StorageTier>>,
+) -> Result<
+    (
+        Option<Arc<PlatformWatches>>,
+        futures::future::BoxFuture<'static, ()>,
+    ),
+    OperatorError,
+> {
+    if let Some(ns) = &ctx.settings.namespace {
+        tracing::info!(namespace = %ns, "watching one namespace: the Platform controller (node hardening, log collection, alerting) is off");
+        return Ok((None, futures::future::ready(()).boxed()));
+    }
+    let (watches, drive) =
+        PlatformWatches::start(&ctx.client).ok_or(OperatorError::Subscribe("Platform watches"))?;
+    Ok((Some(Arc::new(watches)), drive.boxed()))
+}
+
+/// The Platform controller and the cluster-wide sensitive-pod watch, until `shutdown`.
+fn platform_controllers(
+    ctx: &Arc<Context>,
+    watches: Option<Arc<PlatformWatches>>,
+    tiers_sub: futures::channel::mpsc::UnboundedReceiver<Arc<DeserializeGuard<StorageTier>>>,
     shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static,
-) -> Result<futures::future::BoxFuture<'static, ()>, OperatorError> {
-    use super::platform::{self, PlatformState, discovery, sensitive_pods, watches};
+) -> futures::future::BoxFuture<'static, ()> {
+    use super::platform::{self, PlatformState, discovery, sensitive_pods};
     use crate::api::Platform;
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use kube::core::PartialObjectMeta;
 
-    if let Some(ns) = &ctx.settings.namespace {
-        tracing::info!(namespace = %ns, "watching one namespace: the Platform controller (node hardening, log collection, alerting) is off");
-        return Ok(futures::future::ready(()).boxed());
-    }
-    let (w, drive_watches) = watches::PlatformWatches::start(&ctx.client)
-        .ok_or(OperatorError::Subscribe("Platform watches"))?;
-    let platforms = w.platforms.store.clone();
-    let platforms_sub = w.platforms.subscribe();
-    let nodes_sub = w.nodes.subscribe();
-    let nodes_deleted = w.nodes.deleted();
-    let compliances_sub = w.compliances.subscribe();
-    let compliances_deleted = w.compliances.deleted();
-    let pods_sub = w.pods.subscribe();
-    let crds_sub = w.crds.subscribe();
-    let crds_deleted = w.crds.deleted();
+    let Some(w) = watches else {
+        return futures::future::ready(()).boxed();
+    };
     // Every change that can move a pod on or off an unhardened node, plus a periodic tick in
-    // case a wake-up was lost.
+    // case a change signal was lost.
     let pod_changes = futures::stream::select_all([
         w.pods.subscribe().map(|_| ()).boxed(),
         w.pods.deleted().map(|_| ()).boxed(),
@@ -323,7 +467,8 @@ fn start_platform(
         pod_changes,
     )
     .boxed();
-    let state = Arc::new(PlatformState::new(w, ctx.settings.resync));
+
+    let state = Arc::new(PlatformState::new(w.clone(), ctx.settings.resync));
     let default = || ObjectRef::<DeserializeGuard<Platform>>::new(crate::api::PLATFORM_NAME);
     let children = &ctx.children;
     // Only the Platform makes PrometheusRules and ServiceMonitors.
@@ -343,64 +488,65 @@ fn start_platform(
             Some(default())
         }
     };
+    let sensitive_pod = move |pod: Arc<k8s_openapi::api::core::v1::Pod>| {
+        // Only sensitive pods can need an eviction.
+        pod.labels()
+            .get(crate::policy::hardening::LEVEL_LABEL)
+            .and_then(|l| crate::api::Level::parse(l))
+            .is_some_and(|l| l.is_sensitive())
+            .then(default)
+    };
     // Owned children trigger on change and on deletion, so a deleted child is recreated now.
-    let controller = Controller::for_shared_stream(platforms_sub, platforms)
-        .owns_shared_stream(children.config_maps.subscribe())
-        .owns_shared_stream(children.config_maps.deleted())
-        .owns_shared_stream(children.service_accounts.subscribe())
-        .owns_shared_stream(children.service_accounts.deleted())
-        .owns_shared_stream(children.services.subscribe())
-        .owns_shared_stream(children.services.deleted())
-        .owns_shared_stream(children.daemon_sets.subscribe())
-        .owns_shared_stream(children.daemon_sets.deleted())
-        .owns_shared_stream(children.stateful_sets.subscribe())
-        .owns_shared_stream(children.stateful_sets.deleted())
-        .owns_shared_stream(children.cluster_roles.subscribe())
-        .owns_shared_stream(children.cluster_roles.deleted())
-        .owns_shared_stream(children.cluster_role_bindings.subscribe())
-        .owns_shared_stream(children.cluster_role_bindings.deleted())
-        .owns_shared_stream(children.admission_policies.subscribe())
-        .owns_shared_stream(children.admission_policies.deleted())
-        .owns_shared_stream(children.admission_policy_bindings.subscribe())
-        .owns_shared_stream(children.admission_policy_bindings.deleted())
-        .reconcile_on(monitoring_changes)
-        .watches_shared_stream(nodes_sub, move |_| Some(default()))
-        .watches_shared_stream(nodes_deleted, move |_| Some(default()))
-        .watches_shared_stream(compliances_sub, move |_| Some(default()))
-        .watches_shared_stream(compliances_deleted, move |_| Some(default()))
-        .watches_shared_stream(tiers_sub, move |_| Some(default()))
-        .watches_shared_stream(pods_sub, move |pod| {
-            // Only sensitive pods can need an eviction.
-            pod.labels()
-                .get(crate::policy::hardening::LEVEL_LABEL)
-                .and_then(|l| crate::api::Level::parse(l))
-                .is_some_and(|l| l.is_sensitive())
-                .then(default)
-        })
-        .watches_shared_stream(crds_sub, monitoring_crd.clone())
-        .watches_shared_stream(crds_deleted, monitoring_crd)
-        .with_config(
-            kube::runtime::controller::Config::default()
-                .debounce(std::time::Duration::from_millis(100)),
-        )
-        .graceful_shutdown_on(shutdown)
-        .run(
-            move |o, c| {
-                let state = state.clone();
-                instrumented(platform::CONTROLLER, o, c, move |o, c| {
-                    platform::reconcile(o, c, state)
-                })
-            },
-            error_policy(platform::CONTROLLER),
-            ctx.clone(),
-        )
-        .for_each(|_| futures::future::ready(()))
-        .boxed();
-    Ok(async move {
-        tokio::select! {
-            _ = drive_watches => {},
-            _ = futures::future::join(controller, sensitive) => {},
-        }
+    let controller = Controller::for_shared_stream(
+        with_existing(&w.platforms.fanout, &w.platforms.store),
+        w.platforms.store.clone(),
+    )
+    .owns_shared_stream(children.config_maps.subscribe())
+    .owns_shared_stream(children.config_maps.deleted())
+    .owns_shared_stream(children.service_accounts.subscribe())
+    .owns_shared_stream(children.service_accounts.deleted())
+    .owns_shared_stream(children.services.subscribe())
+    .owns_shared_stream(children.services.deleted())
+    .owns_shared_stream(children.daemon_sets.subscribe())
+    .owns_shared_stream(children.daemon_sets.deleted())
+    .owns_shared_stream(children.stateful_sets.subscribe())
+    .owns_shared_stream(children.stateful_sets.deleted())
+    .owns_shared_stream(children.cluster_roles.subscribe())
+    .owns_shared_stream(children.cluster_roles.deleted())
+    .owns_shared_stream(children.cluster_role_bindings.subscribe())
+    .owns_shared_stream(children.cluster_role_bindings.deleted())
+    .owns_shared_stream(children.admission_policies.subscribe())
+    .owns_shared_stream(children.admission_policies.deleted())
+    .owns_shared_stream(children.admission_policy_bindings.subscribe())
+    .owns_shared_stream(children.admission_policy_bindings.deleted())
+    .reconcile_on(monitoring_changes)
+    .watches_shared_stream(w.nodes.subscribe(), move |_| Some(default()))
+    .watches_shared_stream(w.nodes.deleted(), move |_| Some(default()))
+    .watches_shared_stream(w.compliances.subscribe(), move |_| Some(default()))
+    .watches_shared_stream(w.compliances.deleted(), move |_| Some(default()))
+    .watches_shared_stream(tiers_sub, move |_| Some(default()))
+    .watches_shared_stream(w.pods.subscribe(), sensitive_pod)
+    .watches_shared_stream(w.crds.subscribe(), monitoring_crd.clone())
+    .watches_shared_stream(w.crds.deleted(), monitoring_crd)
+    .with_config(
+        kube::runtime::controller::Config::default()
+            .debounce(std::time::Duration::from_millis(100)),
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(
+        move |o, c| {
+            let state = state.clone();
+            instrumented(platform::CONTROLLER, o, c, move |o, c| {
+                platform::reconcile(o, c, state)
+            })
+        },
+        error_policy(platform::CONTROLLER),
+        ctx.clone(),
+    )
+    .for_each(|_| futures::future::ready(()))
+    .boxed();
+    async move {
+        futures::join!(controller, sensitive);
     }
-    .boxed())
+    .boxed()
 }

@@ -56,7 +56,7 @@ pub(crate) const NODES_IN_MESSAGE: usize = 10;
 /// What the Platform controller keeps between reconciles.
 pub struct PlatformState {
     /// The Platform-side watches.
-    pub watches: PlatformWatches,
+    pub watches: Arc<PlatformWatches>,
     /// Which optional APIs exist.
     pub discovery: DiscoveryCache,
     /// Nodes with per-node metric series, to remove series of nodes that left.
@@ -70,7 +70,7 @@ pub struct PlatformState {
 
 impl PlatformState {
     /// State over `watches`, trusting discovery answers for `discovery_ttl`.
-    pub fn new(watches: PlatformWatches, discovery_ttl: Duration) -> Self {
+    pub fn new(watches: Arc<PlatformWatches>, discovery_ttl: Duration) -> Self {
         PlatformState {
             watches,
             discovery: DiscoveryCache::new(discovery_ttl),

@@ -12,14 +12,15 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, PodStatus};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
-use kube::runtime::reflector::{self, ReflectHandle, Store};
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::api::node_compliance::NodeCompliance;
 use crate::api::platform::Platform;
-use crate::controller::children::{Deletions, Subscriptions};
+use crate::controller::children::Deletions;
+use crate::controller::fanout::Fanout;
 use crate::policy::hardening::{ComplianceInfo, LEVEL_LABEL, NodeInfo, PodInfo};
 
 const BUFFER: usize = 1024;
@@ -28,15 +29,15 @@ const BUFFER: usize = 1024;
 pub struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
     /// The cache.
     pub store: Store<K>,
-    subscriptions: Subscriptions<K>,
+    /// Subscriptions to applied objects.
+    pub fanout: Fanout<K>,
     deletions: Deletions<K>,
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Shared<K> {
-    /// A new subscription to applied objects; the caller must keep reading it, or the watch
-    /// stalls.
-    pub fn subscribe(&self) -> ReflectHandle<K> {
-        self.subscriptions.subscribe()
+    /// A new subscription to applied objects.
+    pub fn subscribe(&self) -> futures::channel::mpsc::UnboundedReceiver<std::sync::Arc<K>> {
+        self.fanout.subscribe()
     }
 
     /// The objects deleted from now on (kube's shared streams do not carry deletions).
@@ -57,7 +58,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store_shared(BUFFER);
-    let (subscriptions, drain) = Subscriptions::new(writer.subscribe()?);
+    let (fanout, drain) = Fanout::new(writer.subscribe()?);
     let deletions = Deletions::new();
     let observer = deletions.clone();
     let stream = watcher(api, config)
@@ -76,7 +77,7 @@ where
     Some((
         Shared {
             store,
-            subscriptions,
+            fanout,
             deletions,
         },
         drive,
