@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -182,14 +182,6 @@ impl Harness {
     /// Creates or updates an object by server-side apply under the test's field manager.
     pub async fn apply(&self, obj: &Value) {
         apply(&self.client, obj).await;
-    }
-
-    /// The pod `ns/name`, if it exists.
-    pub async fn pod(&self, ns: &str, name: &str) -> Option<Pod> {
-        Api::<Pod>::namespaced(self.client.clone(), ns)
-            .get_opt(name)
-            .await
-            .unwrap()
     }
 }
 

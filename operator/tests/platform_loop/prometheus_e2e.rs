@@ -1,6 +1,7 @@
 //! End to end with a real Prometheus server: it scrapes the running operator's `/metrics` and
-//! loads the rules the operator rendered (with a short `for` override); a violation created
-//! against kubesim makes the alert go pending, then firing; fixing it resolves the alert.
+//! loads the rules the operator rendered (with short `for` overrides); a violation created
+//! against kubesim (a sensitive pod on an unhardened node; a pipeline blocked by policy) makes
+//! its alert go pending, then firing; fixing it resolves the alert.
 //!
 //! Needs `/usr/bin/prometheus` (Debian package `prometheus`); skipped loudly when missing unless
 //! `MEDPLAT_REQUIRE_REAL_TOOLS=1`. Everything listens on loopback ports picked free.
@@ -79,8 +80,8 @@ impl Prometheus {
         }
     }
 
-    /// The state (`pending`, `firing`) of the active alert `name`, if any.
-    async fn alert_state(&self, name: &str) -> Option<String> {
+    /// The active alert `name` as `/api/v1/alerts` reports it, if any.
+    async fn alert(&self, name: &str) -> Option<Value> {
         let body: Value = reqwest::get(format!("{}/api/v1/alerts", self.base))
             .await
             .ok()?
@@ -91,6 +92,13 @@ impl Prometheus {
             .as_array()?
             .iter()
             .find(|a| a["labels"]["alertname"] == name)
+            .cloned()
+    }
+
+    /// The state (`pending`, `firing`) of the active alert `name`, if any.
+    async fn alert_state(&self, name: &str) -> Option<String> {
+        self.alert(name)
+            .await
             .and_then(|a| a["state"].as_str().map(str::to_string))
     }
 
@@ -123,7 +131,9 @@ async fn rendered_rules(h: &Harness) -> String {
             .unwrap()
             .and_then(|c| c.data)
             .and_then(|d| d.get(RULES_FILE_KEY).cloned());
-        let done = got.as_deref().is_some_and(|r| r.contains("for: 3s"));
+        let done = got
+            .as_deref()
+            .is_some_and(|r| r.matches("for: 3s").count() == Violation::ALL.len());
         *rules.lock().unwrap() = got;
         done
     })
@@ -136,85 +146,183 @@ async fn rendered_rules(h: &Harness) -> String {
     rules.unwrap_or_default()
 }
 
-/// Starts the operator with a Platform whose `alert` fires after 3 s, and Prometheus on it.
-async fn setup(alert: &str) -> Option<(Harness, Prometheus)> {
-    let binary = real_tool("prometheus")?;
+/// A policy violation the operator turns into an alert, and how to fix it.
+#[derive(Clone, Copy, Debug)]
+enum Violation {
+    /// An L4 pod bound to a node that is not hardened (the Platform's pod watch).
+    SensitivePodOnUnhardenedNode,
+    /// Identified lab results sunk into the L2 research tier (the Pipeline controller).
+    PipelineBlockedByPolicy,
+}
+
+impl Violation {
+    const ALL: [Violation; 2] = [
+        Violation::SensitivePodOnUnhardenedNode,
+        Violation::PipelineBlockedByPolicy,
+    ];
+
+    fn alert(self) -> &'static str {
+        match self {
+            Violation::SensitivePodOnUnhardenedNode => "MedplatSensitiveWorkloadOnUnhardenedNode",
+            Violation::PipelineBlockedByPolicy => "MedplatPipelineBlockedByPolicy",
+        }
+    }
+
+    /// Labels the firing alert must carry.
+    fn labels(self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            Violation::SensitivePodOnUnhardenedNode => vec![
+                ("namespace", "icu"),
+                ("severity", "critical"),
+                ("component", "node-hardening"),
+            ],
+            Violation::PipelineBlockedByPolicy => vec![
+                ("namespace", "clinical"),
+                ("pipeline", "leak"),
+                ("severity", "warning"),
+                ("component", "pipeline"),
+            ],
+        }
+    }
+
+    async fn create(self, h: &Harness) {
+        match self {
+            Violation::SensitivePodOnUnhardenedNode => {
+                let mut pod = harness::sensitive_pod("icu", "stray-worker", "L4");
+                pod["spec"].as_object_mut().unwrap().remove("affinity");
+                pod["spec"]["nodeName"] = json!("n2");
+                h.apply(&pod).await;
+            }
+            Violation::PipelineBlockedByPolicy => {
+                h.apply(&json!({
+                    "apiVersion": "medplat.io/v1alpha1", "kind": "Pipeline",
+                    "metadata": {"name": "leak", "namespace": "clinical"},
+                    "spec": {"purpose": "Treatment", "sources": ["lis-results"],
+                             "sink": {"tier": "research-l2", "dataset": "leak"},
+                             "schedule": "0 3 * * *",
+                             // The identity the hospital's policies grant lab results to.
+                             "serviceAccountName": "medplat-pipeline-lab-results-curated"}
+                }))
+                .await;
+            }
+        }
+    }
+
+    async fn fix(self, h: &Harness) {
+        match self {
+            Violation::SensitivePodOnUnhardenedNode => {
+                Api::<Pod>::namespaced(h.client.clone(), "icu")
+                    .delete("stray-worker", &DeleteParams::default().grace_period(0))
+                    .await
+                    .unwrap();
+            }
+            Violation::PipelineBlockedByPolicy => {
+                // Pseudonymise into the curated tier instead.
+                h.apply(&json!({
+                    "apiVersion": "medplat.io/v1alpha1", "kind": "Pipeline",
+                    "metadata": {"name": "leak", "namespace": "clinical"},
+                    "spec": {"purpose": "Treatment", "sources": ["lis-results"],
+                             "sink": {"tier": "curated-l3", "dataset": "lab/fixed"},
+                             "schedule": "0 3 * * *",
+                             "serviceAccountName": "medplat-pipeline-lab-results-curated",
+                             "steps": [{"name": "pseudonymise", "deidentify": {
+                                 "keys": {"secretName": "lab-deid-keys"},
+                                 "rules": [
+                                     {"identifier": "direct", "method": "cryptoHash"},
+                                     {"identifier": "quasi", "method": "keep"},
+                                     {"identifier": "none", "method": "keep"}]}}]}
+                }))
+                .await;
+            }
+        }
+    }
+}
+
+/// The example hospital's namespaces, tiers, sources, policies and secrets (not its Platform:
+/// the test brings its own).
+async fn apply_hospital(h: &Harness) {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/hospital");
+    for obj in medplat::manifests::load(std::slice::from_ref(&dir)).unwrap() {
+        if obj.kind() != "Platform" {
+            h.apply(&obj.value).await;
+        }
+    }
+    for secret in medplat::manifests::secrets_from_dir(&dir.join("secrets"), "clinical").unwrap() {
+        h.apply(&secret).await;
+    }
+    h.apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "icu"}}))
+        .await;
+}
+
+/// Each violation makes its alert go pending, then firing, in a real Prometheus that scrapes
+/// the operator and loads the rules the operator rendered (each alert's `for` overridden to
+/// 3 s); fixing the violation resolves the alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_go_pending_fire_and_resolve_in_real_prometheus() {
+    let Some(binary) = real_tool("prometheus") else {
+        return;
+    };
     let h = harness::start(&["n1", "n2"]).await;
+    apply_hospital(&h).await;
+    let overrides: Vec<Value> = Violation::ALL
+        .iter()
+        .map(|v| json!({"alert": v.alert(), "for": "3s"}))
+        .collect();
     h.apply(&platform(
         json!({"mode": "Audit", "interval": "1h", "deviations": owner_deviations()}),
-        json!({"overrides": [{"alert": alert, "for": "3s"}]}),
+        json!({"overrides": overrides}),
     ))
     .await;
     let rules = rendered_rules(&h).await;
     let prom = Prometheus::start(&binary, h.metrics_addr, &rules).await;
-    Some((h, prom))
-}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sensitive_workload_alert_goes_pending_fires_and_resolves_in_real_prometheus() {
-    const ALERT: &str = "MedplatSensitiveWorkloadOnUnhardenedNode";
-    let Some((h, prom)) = setup(ALERT).await else {
-        return;
-    };
-    let mut seen = Vec::new();
-    assert!(prom.wait_alert(ALERT, None, &mut seen).await);
-
-    // The violation: an L3 pod bound to a node that is not hardened.
-    let mut pod = harness::sensitive_pod("icu", "stray-worker", "L4");
-    pod["spec"].as_object_mut().unwrap().remove("affinity");
-    pod["spec"]["nodeName"] = json!("n2");
-    h.apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "icu"}}))
-        .await;
-    h.apply(&pod).await;
-    assert!(
-        prom.wait_alert(ALERT, Some("pending"), &mut seen).await,
-        "pending: {seen:?}"
-    );
-    assert!(
-        prom.wait_alert(ALERT, Some("firing"), &mut seen).await,
-        "firing: {seen:?}"
-    );
-    let body: Value = reqwest::get(format!("{}/api/v1/alerts", prom.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let firing = body["data"]["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["labels"]["alertname"] == ALERT)
-        .unwrap()
-        .clone();
-    assert_eq!(firing["labels"]["namespace"], "icu");
-    assert_eq!(firing["labels"]["severity"], "critical");
-    assert!(
-        firing["annotations"]["runbook_url"]
-            .as_str()
-            .unwrap()
-            .ends_with(ALERT)
-    );
-
-    // The fix: the pod is gone; the series disappears and the alert resolves.
-    Api::<Pod>::namespaced(h.client.clone(), "icu")
-        .delete("stray-worker", &DeleteParams::default().grace_period(0))
-        .await
-        .unwrap();
-    let resolved = prom.wait_alert(ALERT, None, &mut seen).await;
-    assert!(
-        resolved,
-        "resolved: {seen:?}; metric now {:?}; pod {:?}",
-        h.ctx
-            .metrics
-            .encode()
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains("sensitive"))
-            .collect::<Vec<_>>(),
-        h.pod("icu", "stray-worker").await.map(|p| p.metadata)
-    );
-    assert_eq!(seen, ["inactive", "pending", "firing", "inactive"]);
+    for v in Violation::ALL {
+        let alert = v.alert();
+        let mut seen = Vec::new();
+        assert!(
+            prom.wait_alert(alert, None, &mut seen).await,
+            "{alert} before: {seen:?}"
+        );
+        v.create(&h).await;
+        assert!(
+            prom.wait_alert(alert, Some("pending"), &mut seen).await,
+            "{alert} pending: {seen:?}"
+        );
+        assert!(
+            prom.wait_alert(alert, Some("firing"), &mut seen).await,
+            "{alert} firing: {seen:?}"
+        );
+        let firing = prom.alert(alert).await.unwrap();
+        for (k, want) in v.labels() {
+            assert_eq!(firing["labels"][k], want, "{alert} label {k}: {firing:#}");
+        }
+        assert!(
+            firing["annotations"]["runbook_url"]
+                .as_str()
+                .unwrap()
+                .ends_with(alert)
+        );
+        v.fix(&h).await;
+        let resolved = prom.wait_alert(alert, None, &mut seen).await;
+        assert!(
+            resolved,
+            "{alert} resolved: {seen:?}; operator metrics:\n{}",
+            h.ctx
+                .metrics
+                .encode()
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with("medplat_policy_violations")
+                    || l.starts_with("medplat_sensitive"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        assert_eq!(
+            seen,
+            ["inactive", "pending", "firing", "inactive"],
+            "{alert}"
+        );
+    }
     drop(prom);
     h.stop().await;
 }
