@@ -13,4 +13,5 @@ pub mod manifests;
 pub mod node_agent;
 pub mod policy;
 pub mod render;
+pub mod sandbox;
 pub mod worker;

@@ -153,9 +153,6 @@ const FLAGS_PENDING_IN_RUN: &[&str] = &[
     "--webhook-cert-secret",
     "--webhook-config-name",
     "--webhook-service",
-    "--leader-election",
-    "--lease-name",
-    "--watch-namespace",
 ];
 
 #[test]
