@@ -281,3 +281,58 @@ async fn an_expired_deviation_raises_one_event_and_the_check_counts_again() {
     assert_eq!(h.event_count(EVENT_DEVIATION_EXPIRED, "default").await, 1);
     h.stop().await;
 }
+
+/// `medplat sandbox` runs the example hospital's Enforce-mode Platform: its simulated node
+/// agents keep the ward nodes hardened, so the Platform settles Ready at 2/3 and no L3+ pod is
+/// evicted from them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_settles_with_the_platform_reconciled() {
+    use medplat::sandbox::{Sandbox, SandboxOptions, summary};
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SandboxOptions {
+        kubeconfig: dir.path().join("kubeconfig"),
+        port: 0,
+        settle_timeout: Duration::from_secs(60),
+    };
+    let sandbox = Sandbox::start(&opts).await.unwrap();
+    assert!(sandbox.wait_settled(opts.settle_timeout).await.unwrap());
+    let rows = sandbox.rows().await.unwrap();
+    let platform = rows.iter().find(|r| r.kind == "Platform").unwrap();
+    assert!(
+        summary::ready(&platform.object),
+        "{:#}",
+        platform.object["status"]
+    );
+    assert_eq!(platform.object["status"]["hardenedNodes"], "2/3");
+    assert_eq!(
+        condition_of(&platform.object, "NodesHardened"),
+        Some("False".to_string())
+    );
+    for n in sandbox.nodes().await.unwrap() {
+        let name = n["metadata"]["name"].as_str().unwrap();
+        let want = if name.starts_with("ward-") {
+            "true"
+        } else {
+            "false"
+        };
+        assert_eq!(
+            n["metadata"]["labels"]["medplat.io/hardened"], want,
+            "{name}"
+        );
+    }
+    let evicted = sandbox
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|r| r.subresource == "eviction")
+        .count();
+    assert_eq!(
+        evicted, 0,
+        "no pod runs on an unhardened node in the sandbox"
+    );
+    sandbox.stop().await;
+}
+
+fn condition_of(obj: &serde_json::Value, type_: &str) -> Option<String> {
+    medplat::sandbox::summary::condition(obj, type_).map(|c| c.0)
+}
