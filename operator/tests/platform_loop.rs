@@ -65,9 +65,11 @@ async fn agents_write_compliance_and_labels_follow_it() {
     let nc: NodeCompliance = Api::all(h.client.clone()).get("n2").await.unwrap();
     let st = nc.status.unwrap();
     assert!(!st.compliant && st.summary.fail > 0, "{:?}", st.summary);
+    // Both scans seen: 1/3, and n2 failing (not merely unscanned).
     let p = h
         .wait_platform("hardened count", |p| {
             p.status.as_ref().and_then(|s| s.hardened_nodes.as_deref()) == Some("1/3")
+                && condition(p, NODES_HARDENED).is_some_and(|(_, _, m)| m.contains("failing"))
         })
         .await;
     let (status, reason, message) = condition(&p, NODES_HARDENED).unwrap();
