@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::api::{self, AccessPolicy, DataSource, Pipeline, Platform, StorageTier};
 use crate::manifests::LoadedObject;
+use crate::policy::placement::audit_tier_problem;
 use crate::policy::{Enforcement, NamedPolicy, PipelineContext, evaluate_pipeline};
 
 /// How serious a problem is.
@@ -253,15 +254,12 @@ impl World {
                     "TierNotFound",
                     format!("StorageTier {audit} is not in the manifests"),
                 ),
-                Some(t) if t.spec.retention_days < 180 => problem(
-                    "spec.logging.auditTier",
-                    "AuditRetentionTooShort",
-                    format!(
-                        "StorageTier {audit} keeps data {} days; audit logs must be kept at least 180 days",
-                        t.spec.retention_days
-                    ),
-                ),
-                _ => {}
+                Some(t) => {
+                    if let Some(p) = audit_tier_problem(&platform.spec.logging, audit, &t.spec) {
+                        problem("spec.logging.auditTier", p.reason, p.message)
+                    }
+                }
+                None => {}
             }
         }
         out

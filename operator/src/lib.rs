@@ -12,4 +12,5 @@ pub mod manifests;
 pub mod node_agent;
 pub mod policy;
 pub mod render;
+pub mod webhook;
 pub mod worker;

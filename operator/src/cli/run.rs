@@ -38,6 +38,9 @@ pub struct RunArgs {
     /// How long in-flight reconciles may take to finish after a shutdown signal, in seconds.
     #[arg(long, default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+    /// The admission webhook (`--webhook-*`, `--operator-namespace`).
+    #[command(flatten)]
+    pub webhook: crate::webhook::cli::WebhookArgs,
 }
 
 impl RunArgs {
@@ -74,6 +77,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// The admission webhook could not start.
+    #[error(transparent)]
+    Webhook(#[from] crate::webhook::WebhookError),
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -158,7 +164,28 @@ async fn run_async(args: RunArgs) -> Result<(), RunError> {
         .await
         .map_err(RunError::Client)?;
     let shutdown = shutdown_signal();
-    let (operator, controllers) = Operator::start(client, args.settings(), shutdown.clone())?;
+    let (operator, controllers) =
+        Operator::start(client.clone(), args.settings(), shutdown.clone())?;
+
+    // Admission webhook: on every replica, reading the controllers' caches.
+    let webhook = match args.webhook.options() {
+        Some(options) => {
+            let (_, serve) = crate::webhook::start(
+                client,
+                operator.context.parents.clone(),
+                options,
+                shutdown.clone(),
+            )
+            .await?;
+            Some(tokio::spawn(serve))
+        }
+        None => {
+            tracing::info!("admission webhook turned off");
+            None
+        }
+    };
+    // End of the admission webhook.
+
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .map_err(|source| RunError::Listen {
@@ -178,6 +205,9 @@ async fn run_async(args: RunArgs) -> Result<(), RunError> {
         _ = shutdown_then_grace => tracing::warn!("in-flight reconciles did not finish within the grace period; abandoning them"),
     }
     let _ = health.await;
+    if let Some(webhook) = webhook {
+        let _ = webhook.await;
+    }
     tracing::info!("medplat operator stopped");
     Ok(())
 }
