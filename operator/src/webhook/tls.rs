@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -117,7 +117,7 @@ fn set_validity(params: &mut rcgen::CertificateParams, now: Timestamp, days: i32
             d.day().unsigned_abs(),
         )
     };
-    let day = jiff::SignedDuration::from_hours(24);
+    let day = SignedDuration::from_hours(24);
     let start = now.saturating_sub(day).unwrap_or(now);
     let end = now.saturating_add(day * days).unwrap_or(now);
     params.not_before = ymd(start);
@@ -196,7 +196,7 @@ pub fn renew(
 }
 
 /// Whether a medplat-generated certificate is within `margin` of expiry and should be renewed.
-pub fn needs_renewal(bundle: &TlsBundle, now: Timestamp, margin: jiff::SignedDuration) -> bool {
+pub fn needs_renewal(bundle: &TlsBundle, now: Timestamp, margin: SignedDuration) -> bool {
     bundle.ca_key_pem.is_some()
         && bundle
             .not_after
@@ -278,4 +278,121 @@ pub fn server_config(cert: Arc<ReloadingCert>) -> Result<Arc<rustls::ServerConfi
         .with_cert_resolver(cert);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{ServerName, UnixTime};
+
+    use super::*;
+
+    fn identity() -> ServingIdentity {
+        ServingIdentity {
+            service: "medplat-webhook".into(),
+            namespace: "medplat-system".into(),
+            extra_dns: vec!["localhost".into()],
+            extra_ips: vec!["127.0.0.1".parse().unwrap()],
+        }
+    }
+
+    /// Whether `bundle`'s leaf verifies for `name` against `ca_pem` at `at`, as a TLS client
+    /// trusting only `caBundle` would check it.
+    fn verifies(ca_pem: &str, bundle: &TlsBundle, name: &str, at: Timestamp) -> bool {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap();
+        let leaf = certified_key(bundle).unwrap().cert[0].clone();
+        let secs = u64::try_from(at.as_second()).unwrap();
+        verifier
+            .verify_server_cert(
+                &leaf,
+                &[],
+                &ServerName::try_from(name.to_string()).unwrap(),
+                &[],
+                UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs)),
+            )
+            .is_ok()
+    }
+
+    #[test]
+    fn generated_certificates_cover_the_service_names_and_renew_under_the_same_ca() {
+        let now: Timestamp = "2026-12-01T12:00:00Z".parse().unwrap();
+        let bundle = generate(&identity(), now).unwrap();
+        let ca = bundle.ca_pem.clone().unwrap();
+        for name in [
+            "medplat-webhook.medplat-system.svc",
+            "medplat-webhook.medplat-system.svc.cluster.local",
+            "localhost",
+            "127.0.0.1",
+        ] {
+            assert!(verifies(&ca, &bundle, name, now), "{name}");
+        }
+        assert!(!verifies(&ca, &bundle, "other.medplat-system.svc", now));
+        let other_ca = generate(&identity(), now).unwrap().ca_pem.unwrap();
+        assert!(!verifies(&other_ca, &bundle, "localhost", now));
+
+        let not_after = bundle.not_after.unwrap();
+        assert!(not_after > now);
+        let margin = SignedDuration::from_hours(30 * 24);
+        assert!(!needs_renewal(&bundle, now, margin));
+        let late = not_after - SignedDuration::from_hours(24);
+        assert!(needs_renewal(&bundle, late, margin));
+        let renewed = renew(&bundle, &identity(), late).unwrap();
+        assert_eq!(
+            renewed.ca_pem, bundle.ca_pem,
+            "the caBundle does not change"
+        );
+        assert_ne!(renewed.cert_pem, bundle.cert_pem);
+        assert!(verifies(
+            &ca,
+            &renewed,
+            "medplat-webhook.medplat-system.svc",
+            late + SignedDuration::from_hours(48)
+        ));
+        assert!(!verifies(
+            &ca,
+            &bundle,
+            "medplat-webhook.medplat-system.svc",
+            late + SignedDuration::from_hours(48)
+        ));
+    }
+
+    #[test]
+    fn keys_never_show_in_debug_output_and_bad_material_is_an_error() {
+        let bundle = generate(&identity(), Timestamp::now()).unwrap();
+        let debug = format!("{bundle:?}");
+        assert!(!debug.contains("PRIVATE KEY"), "{debug}");
+        assert!(debug.contains("<redacted>"));
+        let no_ca_key = TlsBundle {
+            ca_key_pem: None,
+            ..bundle.clone()
+        };
+        assert!(matches!(
+            renew(&no_ca_key, &identity(), Timestamp::now()),
+            Err(TlsError::NoCaKey)
+        ));
+        let swapped = TlsBundle {
+            key_pem: generate(&identity(), Timestamp::now()).unwrap().key_pem,
+            ..bundle.clone()
+        };
+        let err = certified_key(&swapped).unwrap_err().to_string();
+        assert!(!err.contains("PRIVATE KEY"), "{err}");
+        let empty = TlsBundle {
+            cert_pem: String::new(),
+            ..bundle
+        };
+        assert!(matches!(
+            certified_key(&empty),
+            Err(TlsError::NoCertificate { .. })
+        ));
+    }
 }
