@@ -3,7 +3,9 @@
 //! (网络安全法 Art. 21; REFERENCE.md). Pure functions shared by `medplat check` and the
 //! admission webhook.
 
+use super::pipeline::source_level;
 use crate::api::classification::Level;
+use crate::api::data_source::DataSourceSpec;
 use crate::api::platform::Logging;
 use crate::api::storage_tier::StorageTierSpec;
 
@@ -46,6 +48,52 @@ pub fn placement_problems(
                 tier.domain
             ),
         });
+    }
+    out
+}
+
+/// A placement problem of a DataSource's data in the tier its connector names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourcePlacement {
+    /// The field naming the tier.
+    pub field: &'static str,
+    /// What is wrong.
+    pub problem: PlacementProblem,
+    /// Whether it must refuse the source: an HL7 v2 listener writes into its landing tier, a
+    /// flow medplat itself creates; files already rest in their tier and medplat only reads
+    /// them, so a misplacement there is reported, not refused.
+    pub blocks: bool,
+}
+
+/// Checks where a DataSource's data lands or rests against the tiers `tier` finds by name.
+/// Tiers that do not exist are not reported here (a later apply may bring them).
+pub fn source_placement<'a>(
+    spec: &DataSourceSpec,
+    tier: impl Fn(&str) -> Option<&'a StorageTierSpec>,
+) -> Vec<SourcePlacement> {
+    let level = source_level(spec);
+    let domain = &spec.classification.domain;
+    let mut places = Vec::new();
+    if let Some(h) = &spec.connector.hl7v2 {
+        places.push(("spec.connector.hl7v2.landing.tier", &h.landing.tier, true));
+    }
+    if let Some(f) = &spec.connector.files {
+        places.push((
+            "spec.connector.files.location.tier",
+            &f.location.tier,
+            false,
+        ));
+    }
+    let mut out = Vec::new();
+    for (field, name, blocks) in places {
+        let Some(t) = tier(name) else { continue };
+        for problem in placement_problems(level, domain, name, t) {
+            out.push(SourcePlacement {
+                field,
+                problem,
+                blocks,
+            });
+        }
     }
     out
 }

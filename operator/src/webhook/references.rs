@@ -14,7 +14,7 @@ use super::findings::{Finding, Findings};
 use super::impact::{Change, newly_blocked};
 use crate::api::access_policy::ResourceKind;
 use crate::api::{AccessPolicy, DataSource, Platform, StorageTier};
-use crate::policy::placement::{audit_tier_problem, placement_problems};
+use crate::policy::placement::{audit_tier_problem, placement_problems, source_placement};
 use crate::policy::source_level;
 
 fn tier_not_found(field: &str, tier: &str) -> Finding {
@@ -37,37 +37,34 @@ pub fn data_source_findings(
     let mut findings = Findings::default();
     let tiers = catalog.tiers();
     let tier = |name: &str| tiers.iter().find(|t| t.name_any() == name);
-    let level = source_level(&source.spec);
-    let domain = &source.spec.classification.domain;
     let connector = &source.spec.connector;
-    // The listener medplat runs writes every message into the landing tier: a flow medplat
-    // creates, held to the placement rules.
-    if let Some(h) = &connector.hl7v2 {
-        let field = "spec.connector.hl7v2.landing.tier";
-        match tier(&h.landing.tier) {
-            None => findings.warn(tier_not_found(field, &h.landing.tier)),
-            Some(t) => {
-                for p in placement_problems(level, domain, &h.landing.tier, &t.spec) {
-                    findings.deny(Finding::new(p.reason, field, p.message));
-                }
-            }
+    let references = [
+        connector
+            .hl7v2
+            .as_ref()
+            .map(|h| ("spec.connector.hl7v2.landing.tier", &h.landing.tier)),
+        connector
+            .files
+            .as_ref()
+            .map(|f| ("spec.connector.files.location.tier", &f.location.tier)),
+    ];
+    for (field, name) in references.into_iter().flatten() {
+        if tier(name).is_none() {
+            findings.warn(tier_not_found(field, name));
         }
     }
-    // Files already rest in their tier; medplat only reads them, so a misplacement is
-    // pointed out, not refused.
-    if let Some(f) = &connector.files {
-        let field = "spec.connector.files.location.tier";
-        match tier(&f.location.tier) {
-            None => findings.warn(tier_not_found(field, &f.location.tier)),
-            Some(t) => {
-                for p in placement_problems(level, domain, &f.location.tier, &t.spec) {
-                    findings.warn(Finding::new(
-                        p.reason,
-                        field,
-                        format!("{} (the files already rest there; move them)", p.message),
-                    ));
-                }
-            }
+    for p in source_placement(&source.spec, |name| tier(name).map(|t| &t.spec)) {
+        if p.blocks {
+            findings.deny(Finding::new(p.problem.reason, p.field, p.problem.message));
+        } else {
+            findings.warn(Finding::new(
+                p.problem.reason,
+                p.field,
+                format!(
+                    "{} (the files already rest there; move them)",
+                    p.problem.message
+                ),
+            ));
         }
     }
     if old.is_some_and(|o| o.spec != source.spec) {

@@ -52,8 +52,14 @@ async fn validate(State(state): State<WebhookState>, body: Bytes) -> Response {
     }
     let review = review_body(&body, state.catalog.as_ref(), Timestamp::now());
     if let Some(r) = &review.response {
-        // Names and reasons only: the objects' contents stay out of the log.
-        tracing::info!(uid = %r.uid, allowed = r.allowed, warnings = r.warnings.as_ref().map_or(0, Vec::len), message = %r.result.message, "admission review");
+        // Names and reasons only: the objects' contents stay out of the log. Plain admissions
+        // are routine; refusals and warnings are what an operator looks for.
+        let warnings = r.warnings.as_ref().map_or(0, Vec::len);
+        if r.allowed && warnings == 0 {
+            tracing::debug!(uid = %r.uid, "admission review: allowed");
+        } else {
+            tracing::info!(uid = %r.uid, allowed = r.allowed, warnings, message = %r.result.message, "admission review");
+        }
     }
     match serde_json::to_vec(&review) {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
