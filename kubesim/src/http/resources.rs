@@ -519,3 +519,21 @@ async fn scale(
         _ => Err(ApiError::method_not_allowed(parts.method.as_str(), "Scale")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // YAML aliases must not blow up into an exponential document (the "billion laughs").
+    #[test]
+    fn yaml_alias_bombs_are_refused_quickly() {
+        let bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]\ni: [*h, *h, *h, *h, *h, *h, *h, *h, *h]\n";
+        let result = decode_body("application/yaml", bomb.as_bytes());
+        assert!(result.is_err(), "an alias bomb is rejected");
+        assert!(decode_body("application/json", b"{\"a\":").is_err());
+        assert_eq!(
+            decode_body("application/yaml", b"a: 1").ok(),
+            Some(json!({"a": 1}))
+        );
+    }
+}
