@@ -32,6 +32,14 @@ fn not_found_route() -> ApiError {
 /// Decodes a JSON or YAML body.
 pub fn decode_body(content_type: &str, bytes: &[u8]) -> Result<Value, ApiError> {
     if content_type.contains("protobuf") {
+        return crate::protobuf::decode(bytes).map_err(|e| match e {
+            crate::protobuf::ProtoError::Malformed(_) => ApiError::bad_request(e.to_string()),
+            crate::protobuf::ProtoError::UnsupportedKind(_) => {
+                ApiError::new(415, "UnsupportedMediaType", e.to_string())
+            }
+        });
+    }
+    if content_type.contains("cbor") {
         return Err(ApiError::unsupported_media_type(content_type));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -178,7 +186,12 @@ pub async fn handle(
             if rt.group.is_empty() && rt.plural == "pods" && parts.method == Method::POST =>
         {
             let name = rp.name.clone().unwrap_or_default();
-            return super::admin::evict(shared, &srt, &ns, &name, &body);
+            let eviction = if body.iter().all(u8::is_ascii_whitespace) {
+                None
+            } else {
+                Some(decode_body(&content_type, &body)?)
+            };
+            return super::admin::evict(shared, &srt, &ns, &name, eviction.as_ref());
         }
         Some("finalize")
             if rt.group.is_empty() && rt.plural == "namespaces" && parts.method == Method::PUT =>
