@@ -180,8 +180,14 @@ pub fn server_side_apply(
         to_remove.subtract(&o.set);
     }
     let mut result = live_obj.clone();
+    // Whole list items go first, found by their key while it is still intact; then fields,
+    // deepest first. (Removing an item's key field first would leave a keyless remnant of
+    // server-defaulted fields behind, which a real API server never does.)
     let mut removals = to_remove.paths();
-    removals.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    removals.sort_by_key(|p| {
+        let item = p.last().is_some_and(|l| l.starts_with("k:"));
+        (!item, if item { p.len() } else { usize::MAX - p.len() })
+    });
     for path in removals {
         if others.iter().any(|o| {
             o.set.contains_prefix(&path) && path.last().is_some_and(|l| l.starts_with("k:"))

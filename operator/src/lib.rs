@@ -12,3 +12,4 @@ pub mod manifests;
 pub mod node_agent;
 pub mod policy;
 pub mod render;
+pub mod worker;

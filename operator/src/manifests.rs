@@ -191,6 +191,58 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<LoadedObject>, ManifestError> {
     Ok(out)
 }
 
+/// Builds Secret objects from a directory laid out as `<secret-name>/<key>` (the layout
+/// `medplat worker run --secrets` reads), for a development cluster. Sub-directories are
+/// Secrets; other entries (a README) are ignored.
+pub fn secrets_from_dir(dir: &Path, namespace: &str) -> Result<Vec<Value>, ManifestError> {
+    use base64::Engine as _;
+    let read = |path: &Path, source| ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| read(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    for secret_dir in names {
+        let name = secret_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let mut data = serde_json::Map::new();
+        let mut keys: Vec<PathBuf> = std::fs::read_dir(&secret_dir)
+            .map_err(|e| read(&secret_dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        keys.sort();
+        for key in keys {
+            let bytes = std::fs::read(&key).map_err(|e| read(&key, e))?;
+            let k = key
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            data.insert(
+                k,
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            );
+        }
+        out.push(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace, "labels": {"medplat.io/development-only": "true"}},
+            "type": "Opaque",
+            "data": data,
+        }));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use medplat::api::access_policy::AccessPolicy;
 use medplat::api::data_source::{DataSource, DataSourceSpec};
 use medplat::api::pipeline::Pipeline;
+use medplat::api::resolved::{Mounts, ResolvedPipeline};
 use medplat::api::storage_tier::{StorageTier, StorageTierSpec};
 use medplat::policy::{NamedPolicy, PipelineContext, PipelineDecision, evaluate_pipeline};
 use medplat::render::Child;
@@ -90,20 +91,35 @@ fn decide(p: &Pipeline, policies: &[AccessPolicy]) -> PipelineDecision {
     )
 }
 
+fn resolved(p: &Pipeline) -> ResolvedPipeline {
+    let sources: Vec<DataSource> = sources()
+        .into_iter()
+        .map(|(n, spec)| {
+            let mut d = DataSource::new(&n, spec);
+            d.metadata.namespace = Some("clinical".into());
+            d
+        })
+        .collect();
+    let tiers: Vec<StorageTier> = tiers()
+        .into_iter()
+        .map(|(n, spec)| StorageTier::new(&n, spec))
+        .collect();
+    ResolvedPipeline::build(p, &sources, &tiers, &[], &Mounts::in_cluster()).unwrap()
+}
+
 fn render(
     p: &Pipeline,
     d: &PipelineDecision,
     cronjob_exists: bool,
     request: Option<&str>,
 ) -> Vec<Child> {
-    let (s, t) = (sources(), tiers());
+    let r = resolved(p);
     render_pipeline_children(&PipelineRenderInput {
         pipeline: p,
         decision: d,
-        sources: &s,
-        tiers: &t,
-        resolved_json: "{}",
+        resolved: Some(&r),
         settings: &WorkloadSettings::default(),
+        may_run: d.allowed(),
         cronjob_exists,
         pending_run_request: request,
     })
@@ -157,8 +173,8 @@ fn a_compliant_scheduled_pipeline_gets_its_children() {
         kinds(&children),
         vec![
             "ServiceAccount/medplat-pipeline-lab",
-            "ConfigMap/medplat-pipeline-lab",
             "NetworkPolicy/medplat-pipeline-lab",
+            "ConfigMap/medplat-pipeline-lab",
             "CronJob/medplat-pipeline-lab"
         ]
     );

@@ -4,6 +4,7 @@
 //! schemas are generated from these types; `medplat crd` writes them to `crds/`.
 
 pub mod access_policy;
+pub mod audit;
 pub mod classification;
 pub mod conditions;
 pub mod data_source;
@@ -13,6 +14,7 @@ pub mod node_compliance;
 pub mod pipeline;
 pub mod platform;
 pub mod refs;
+pub mod resolved;
 pub mod steps;
 pub mod storage_tier;
 

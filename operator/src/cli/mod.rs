@@ -5,6 +5,7 @@ pub mod check;
 pub mod crd;
 pub mod node_agent;
 pub mod run;
+pub mod worker;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,8 @@ pub enum Command {
     Alerts(alerts::AlertsArgs),
     /// Scan this node against the hardening baseline and report its NodeCompliance status.
     NodeAgent(node_agent::NodeAgentArgs),
+    /// The data plane: run a pipeline, or serve an HL7 v2 MLLP listener.
+    Worker(worker::WorkerArgs),
 }
 
 /// Runs the parsed command line and returns the process exit code.
@@ -43,6 +46,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Alerts(args) => report(alerts::run(&args)),
         Command::NodeAgent(args) => report(node_agent::run(&args)),
+        Command::Worker(args) => worker::run(&args),
     }
 }
 

@@ -82,6 +82,9 @@ pub struct Context {
     /// The last Warning event reason+message per object, so a condition that persists is
     /// reported once, not on every reconcile.
     last_event: Mutex<HashMap<String, String>>,
+    /// Keys already seen by [`Context::first_sighting`] (e.g. finished Jobs whose counters were
+    /// exported), so counters are never incremented twice for one run.
+    sighted: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Context {
@@ -107,6 +110,7 @@ impl Context {
             settings,
             failures: Mutex::new(HashMap::new()),
             last_event: Mutex::new(HashMap::new()),
+            sighted: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -178,6 +182,14 @@ impl Context {
         if let Err(e) = self.recorder.publish(&ev, object).await {
             tracing::warn!(object = %key, error = %e, "cannot publish event");
         }
+    }
+
+    /// True the first time `key` is seen by this process.
+    pub fn first_sighting(&self, key: &str) -> bool {
+        self.sighted
+            .lock()
+            .map(|mut s| s.insert(key.to_string()))
+            .unwrap_or(false)
     }
 
     /// Whether the last event published for `object` had this reason and note.

@@ -300,9 +300,10 @@ pub async fn reconcile(
     }
     let api: Api<DataSource> = Api::namespaced(ctx.client.clone(), &ns);
     patch_status_if_changed(&api, &name, FIELD_MANAGER, ds.status.as_ref(), &status).await?;
+    // Secrets are not watched (least privilege), so a missing one is re-checked soon.
     Ok(Action::requeue(if problems.is_empty() {
         ctx.settings.resync
     } else {
-        Duration::from_secs(30)
+        ctx.settings.resync.min(Duration::from_secs(30))
     }))
 }

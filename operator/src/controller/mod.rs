@@ -12,6 +12,7 @@ pub mod data_source;
 pub mod error;
 pub mod invalid;
 pub mod metrics;
+pub mod pipeline;
 pub mod runner;
 pub mod status;
 pub mod storage_tier;

@@ -20,7 +20,7 @@ use super::children::ChildStores;
 use super::context::{Context, ParentStores, Settings};
 use super::error::Error;
 use super::metrics::{Metrics, MetricsError};
-use super::{access_policy, data_source, storage_tier};
+use super::{access_policy, data_source, pipeline, storage_tier};
 use crate::api::{AccessPolicy, DataSource, Pipeline, StorageTier};
 use crate::render::tier_claim::TIER_LABEL;
 
@@ -149,14 +149,14 @@ impl Operator {
         } = parent_watch::<AccessPolicy>(policies_api, "AccessPolicy")?;
         let ParentWatch {
             store: pipelines,
-            subscription: _pipelines_sub,
+            subscription: pipelines_sub,
             drive: drive_pipelines,
         } = parent_watch::<Pipeline>(pipelines_api, "Pipeline")?;
         let parents = ParentStores {
             tiers: tiers.clone(),
             sources: sources.clone(),
             policies: policies.clone(),
-            pipelines,
+            pipelines: pipelines.clone(),
         };
         let ctx = Arc::new(Context::new(
             client,
@@ -216,12 +216,12 @@ impl Operator {
 
         let policy_controller = {
             let policies_for_source = policies.clone();
-            Controller::for_shared_stream(policies_sub, policies.clone())
+            Controller::for_shared_stream(policies_sub.clone(), policies.clone())
                 .owns_shared_stream(children.config_maps.subscribe())
                 .owns_shared_stream(children.roles.subscribe())
                 .owns_shared_stream(children.role_bindings.subscribe())
                 .owns_shared_stream(children.network_policies.subscribe())
-                .watches_shared_stream(sources_sub, move |source| {
+                .watches_shared_stream(sources_sub.clone(), move |source| {
                     let ns = source.namespace();
                     policies_for_source
                         .state()
@@ -239,6 +239,52 @@ impl Operator {
                 .for_each(|_| futures::future::ready(()))
         };
 
+        let pipeline_controller = {
+            let in_namespace = |store: Store<DeserializeGuard<Pipeline>>| {
+                move |ns: Option<String>| -> Vec<ObjectRef<DeserializeGuard<Pipeline>>> {
+                    store
+                        .state()
+                        .iter()
+                        .filter(|p| ns.is_none() || p.namespace() == ns)
+                        .map(|p| ObjectRef::from_obj(p.as_ref()))
+                        .collect()
+                }
+            };
+            let by_source = in_namespace(pipelines.clone());
+            let by_policy = in_namespace(pipelines.clone());
+            let by_tier = in_namespace(pipelines.clone());
+            Controller::for_shared_stream(pipelines_sub, pipelines.clone())
+                .owns_shared_stream(children.service_accounts.subscribe())
+                .owns_shared_stream(children.config_maps.subscribe())
+                .owns_shared_stream(children.network_policies.subscribe())
+                .owns_shared_stream(children.cron_jobs.subscribe())
+                .owns_shared_stream(children.jobs.subscribe())
+                // Jobs a CronJob starts are owned by the CronJob; their labels name the pipeline.
+                .watches_shared_stream(children.jobs.subscribe(), |job| {
+                    let labels = job.labels();
+                    (labels
+                        .get(crate::render::common::OWNER_KIND)
+                        .map(String::as_str)
+                        == Some("pipeline"))
+                    .then(|| labels.get(crate::render::common::OWNER_NAME).cloned())
+                    .flatten()
+                    .zip(job.namespace())
+                    .map(|(name, ns)| {
+                        ObjectRef::<DeserializeGuard<Pipeline>>::new(&name).within(&ns)
+                    })
+                })
+                .watches_shared_stream(sources_sub.clone(), move |s| by_source(s.namespace()))
+                .watches_shared_stream(policies_sub.clone(), move |p| by_policy(p.namespace()))
+                .watches_shared_stream(tiers_sub.clone(), move |_| by_tier(None))
+                .graceful_shutdown_on(shutdown.clone())
+                .run(
+                    |o, c| instrumented(pipeline::CONTROLLER, o, c, pipeline::reconcile),
+                    error_policy(pipeline::CONTROLLER),
+                    ctx.clone(),
+                )
+                .for_each(|_| futures::future::ready(()))
+        };
+
         let run = async move {
             let watches = futures::future::join5(
                 drive_children,
@@ -249,7 +295,12 @@ impl Operator {
             )
             .map(|_| ());
             let controllers = async move {
-                futures::join!(tier_controller, source_controller, policy_controller);
+                futures::join!(
+                    tier_controller,
+                    source_controller,
+                    policy_controller,
+                    pipeline_controller
+                );
             };
             tokio::select! {
                 _ = watches => {},

@@ -3,7 +3,7 @@
 //!
 //! Pure: from the Pipeline, the policy decision and the dereferenced sources and tiers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
@@ -22,18 +22,19 @@ use super::network::{dns_egress, endpoint_egress};
 use super::pod_security::{restricted_container_security_context, restricted_pod_security_context};
 use super::settings::{WorkloadSettings, resources};
 use super::tier_claim::tier_claim_name;
-use crate::api::data_source::DataSourceSpec;
 use crate::api::pipeline::Pipeline;
-use crate::api::storage_tier::StorageTierSpec;
+#[cfg(doc)]
+use crate::api::resolved::Mounts;
+use crate::api::resolved::{ResolvedPipeline, TierLocation};
 use crate::policy::PipelineDecision;
 
-/// Where the resolved-pipeline document is mounted in worker pods.
-pub const CONFIG_DIR: &str = "/etc/medplat";
+/// Where the resolved-pipeline document is mounted in worker pods. Secrets and tiers are
+/// mounted where [`Mounts::in_cluster`] says, outside this directory: nothing may mount inside
+/// a ConfigMap volume.
+pub const CONFIG_DIR: &str = "/etc/medplat/config";
 /// The file name of the resolved-pipeline document in its ConfigMap.
 pub const CONFIG_FILE: &str = "pipeline.json";
-/// Where each referenced Secret is mounted, as `<dir>/<secret-name>/<key>`.
-pub const SECRETS_DIR: &str = "/var/run/secrets/medplat";
-/// Where each volume tier is mounted, as `<dir>/<tier-name>`.
+/// Where each volume tier is mounted, as `<dir>/<tier-name>` (see [`Mounts::in_cluster`]).
 pub const TIERS_DIR: &str = "/data/tiers";
 /// Job TTL: finished runs stay a week for inspection, then are garbage collected.
 const JOB_TTL_SECONDS: i32 = 7 * 24 * 3600;
@@ -45,14 +46,14 @@ pub struct PipelineRenderInput<'a> {
     pub pipeline: &'a Pipeline,
     /// The policy decision for it.
     pub decision: &'a PipelineDecision,
-    /// Its DataSources, by name.
-    pub sources: &'a BTreeMap<String, DataSourceSpec>,
-    /// The tiers it touches, by name.
-    pub tiers: &'a BTreeMap<String, StorageTierSpec>,
-    /// The resolved-pipeline document (JSON) the worker reads.
-    pub resolved_json: &'a str,
+    /// The resolved-pipeline document the worker reads, with where every tier and Secret is
+    /// mounted; `None` when a reference is missing (then nothing can run).
+    pub resolved: Option<&'a ResolvedPipeline>,
     /// Images and pull policy.
     pub settings: &'a WorkloadSettings,
+    /// Whether the pipeline may run now: the policy engine allows it and everything it needs
+    /// (every Secret) exists. When false there is no Job and a CronJob is suspended.
+    pub may_run: bool,
     /// Whether a CronJob for this pipeline exists now (it is suspended, not deleted, while the
     /// pipeline is non-compliant).
     pub cronjob_exists: bool,
@@ -104,21 +105,24 @@ pub fn render_pipeline_children(
         out.push(Child::from_typed(&sa)?);
     }
 
+    out.push(Child::from_typed(&render_network_policy(
+        input, &owner, &child,
+    ))?);
+    let Some(resolved) = input.resolved else {
+        return Ok(out);
+    };
     let cm = ConfigMap {
         metadata: owner.child_meta(&child, "pipeline"),
         data: Some(BTreeMap::from([(
             CONFIG_FILE.to_string(),
-            input.resolved_json.to_string(),
+            resolved.to_json(),
         )])),
         ..ConfigMap::default()
     };
     out.push(Child::from_typed(&cm)?);
-    out.push(Child::from_typed(&render_network_policy(
-        input, &owner, &child,
-    ))?);
 
-    let allowed = input.decision.allowed();
-    let template = render_pod_template(input, &owner, &child)?;
+    let allowed = input.may_run;
+    let template = render_pod_template(input, resolved, &owner, &child)?;
     let job_spec = |suffix_labels: BTreeMap<String, String>| {
         let mut t = template.clone();
         if let Some(meta) = t.metadata.as_mut() {
@@ -193,76 +197,9 @@ pub fn render_pipeline_children(
     Ok(out)
 }
 
-/// Every Secret the worker needs: source credentials, de-identification and linkage keys,
-/// object-store credentials of the tiers it touches.
-pub fn referenced_secrets(input: &PipelineRenderInput<'_>) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for src in input
-        .pipeline
-        .spec
-        .sources
-        .iter()
-        .filter_map(|s| input.sources.get(s))
-    {
-        if let Some(c) = &src.credentials {
-            out.insert(c.secret_name.clone());
-        }
-    }
-    for step in &input.pipeline.spec.steps {
-        if let Some(k) = step.deidentify.as_ref().and_then(|d| d.keys.as_ref()) {
-            out.insert(k.secret_name.clone());
-        }
-        if let Some(l) = &step.link {
-            out.insert(l.key.name.clone());
-        }
-    }
-    for tier in touched_tiers(input)
-        .iter()
-        .filter_map(|t| input.tiers.get(t))
-    {
-        if let Some(o) = &tier.backend.object_store {
-            out.insert(o.access_key_id.name.clone());
-            out.insert(o.secret_access_key.name.clone());
-        }
-    }
-    out
-}
-
-/// Every tier the pipeline touches: the sink and the tiers its file or landed sources read.
-pub fn touched_tiers(input: &PipelineRenderInput<'_>) -> BTreeSet<String> {
-    let mut names = BTreeSet::from([input.pipeline.spec.sink.tier.clone()]);
-    for src in input
-        .pipeline
-        .spec
-        .sources
-        .iter()
-        .filter_map(|s| input.sources.get(s))
-    {
-        if let Some(f) = &src.connector.files {
-            names.insert(f.location.tier.clone());
-        }
-        if let Some(h) = &src.connector.hl7v2 {
-            names.insert(h.landing.tier.clone());
-        }
-    }
-    names
-}
-
-/// The volume tiers the worker mounts.
-pub fn mounted_tiers(input: &PipelineRenderInput<'_>) -> BTreeSet<String> {
-    touched_tiers(input)
-        .into_iter()
-        .filter(|n| {
-            input
-                .tiers
-                .get(n)
-                .is_some_and(|t| t.backend.volume.is_some())
-        })
-        .collect()
-}
-
 fn render_pod_template(
     input: &PipelineRenderInput<'_>,
+    resolved: &ResolvedPipeline,
     owner: &Owner,
     config_map: &str,
 ) -> Result<PodTemplateSpec, RenderError> {
@@ -305,7 +242,7 @@ fn render_pod_template(
             ..VolumeMount::default()
         },
     ];
-    for (i, secret) in referenced_secrets(input).into_iter().enumerate() {
+    for (i, (secret, mount)) in resolved.secrets.iter().enumerate() {
         let vol = format!("secret-{i}");
         volumes.push(Volume {
             name: vol.clone(),
@@ -318,24 +255,31 @@ fn render_pod_template(
         });
         mounts.push(VolumeMount {
             name: vol,
-            mount_path: format!("{SECRETS_DIR}/{secret}"),
+            mount_path: mount.path.clone(),
             read_only: Some(true),
             ..VolumeMount::default()
         });
     }
-    for (i, tier) in mounted_tiers(input).into_iter().enumerate() {
+    let volume_tiers = resolved
+        .tiers
+        .iter()
+        .filter_map(|(name, t)| match &t.location {
+            TierLocation::Volume { path } => Some((name, path)),
+            TierLocation::ObjectStore { .. } => None,
+        });
+    for (i, (tier, path)) in volume_tiers.enumerate() {
         let vol = format!("tier-{i}");
         volumes.push(Volume {
             name: vol.clone(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: tier_claim_name(&tier),
+                claim_name: tier_claim_name(tier),
                 read_only: Some(false),
             }),
             ..Volume::default()
         });
         mounts.push(VolumeMount {
             name: vol,
-            mount_path: format!("{TIERS_DIR}/{tier}"),
+            mount_path: path.clone(),
             ..VolumeMount::default()
         });
     }
@@ -403,12 +347,9 @@ fn render_network_policy(
     name: &str,
 ) -> NetworkPolicy {
     let mut egress: Vec<NetworkPolicyEgressRule> = vec![dns_egress()];
-    for tier in touched_tiers(input)
-        .iter()
-        .filter_map(|t| input.tiers.get(t))
-    {
-        if let Some(o) = &tier.backend.object_store
-            && let Some(rule) = endpoint_egress(&o.endpoint, None)
+    for tier in input.resolved.iter().flat_map(|r| r.tiers.values()) {
+        if let TierLocation::ObjectStore { endpoint, .. } = &tier.location
+            && let Some(rule) = endpoint_egress(endpoint, None)
         {
             egress.push(rule);
         }

@@ -1,0 +1,380 @@
+//! Worker throughput against the practical limit, side by side in one run.
+//!
+//! For a synthetic FHIR NDJSON file of Patient and Observation resources and a synthetic lab
+//! CSV (1,000,000 records each by default, generated into a temporary directory), it times:
+//! - the full worker pipeline (read, validate, de-identify, link, write, commit) and
+//! - a plain parse-and-serialize pass over the same file (`serde_json` / `csv`),
+//!
+//! interleaved, and prints the medians in records/s and MB/s and their ratio. It then runs the
+//! pipeline in child processes on growing inputs and prints each one's peak resident memory.
+//!
+//! ```sh
+//! cargo bench -p medplat --bench worker_throughput            # 1,000,000 records, 3 rounds
+//! cargo bench -p medplat --bench worker_throughput -- 200000 5 # records, rounds
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use medplat::api::audit::AuditEmitter;
+use medplat::api::resolved::ResolvedPipeline;
+use medplat::worker::engine::{self, RunOptions};
+use medplat::worker::identifiers::resident_id_check_char;
+use medplat::worker::local::resolve_from_manifests;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Fhir,
+    Csv,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Fhir => "FHIR NDJSON",
+            Kind::Csv => "CSV",
+        }
+    }
+}
+
+fn id_card(i: u64) -> String {
+    let first17 = format!(
+        "110105{:04}{:02}{:02}{:03}",
+        1940 + i % 60,
+        1 + i % 12,
+        1 + i % 28,
+        i % 1000
+    );
+    format!(
+        "{first17}{}",
+        resident_id_check_char(first17.as_bytes()).unwrap() as char
+    )
+}
+
+/// Writes the input file and returns its size in bytes.
+fn generate(kind: Kind, n: u64, path: &Path) -> u64 {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    match kind {
+        Kind::Fhir => {
+            for i in 0..n {
+                let pid = i / 2;
+                if i % 2 == 0 {
+                    writeln!(w, r#"{{"resourceType":"Patient","id":"p{pid}","identifier":[{{"system":"urn:oid:2.16.156.10011.1.1","value":"{}"}}],"name":[{{"family":"王","given":["小明{pid}"]}}],"telecom":[{{"system":"phone","value":"138{:08}"}}],"gender":"{}","birthDate":"{:04}-{:02}-{:02}","address":[{{"text":"北京市朝阳区建国路{}号","postalCode":"100022"}}]}}"#,
+                        id_card(pid), pid % 100_000_000, if pid % 2 == 0 { "male" } else { "female" }, 1940 + pid % 60, 1 + pid % 12, 1 + pid % 28, pid % 300).unwrap();
+                } else {
+                    writeln!(w, r#"{{"resourceType":"Observation","id":"o{i}","status":"final","code":{{"coding":[{{"system":"http://loinc.org","code":"2345-7","display":"Glucose"}}]}},"subject":{{"reference":"Patient/p{pid}"}},"effectiveDateTime":"2026-11-{:02}T08:30:00+08:00","valueQuantity":{{"value":{}.{},"unit":"mmol/L"}},"performer":[{{"display":"检验科 李医生"}}]}}"#,
+                        1 + i % 28, 3 + i % 7, i % 10).unwrap();
+                }
+            }
+        }
+        Kind::Csv => {
+            writeln!(w, "specimen_id,patient_id,patient_name,id_card,gender,birth_date,test_code,result_value,unit,collected_at").unwrap();
+            for i in 0..n {
+                let pid = i / 3;
+                writeln!(w, "S{i:09},P{pid:08},王小明{pid},{},{},{:04}-{:02}-{:02},GLU,{}.{},mmol/L,2026-11-{:02}T08:30:00",
+                    id_card(pid), if pid % 2 == 0 { "M" } else { "F" }, 1940 + pid % 60, 1 + pid % 12, 1 + pid % 28, 3 + i % 7, i % 10, 1 + i % 28).unwrap();
+            }
+        }
+    }
+    w.flush().unwrap();
+    std::fs::metadata(path).unwrap().len()
+}
+
+const SECRET: &str = "11111111111111111111111111111111111111111111111111111111111111aa";
+
+fn manifests(kind: Kind) -> String {
+    let (source, fields, rules, link) = match kind {
+        Kind::Fhir => (
+            "files: {location: {tier: raw, path: in}, format: fhir-ndjson, pattern: \"*.ndjson\"}",
+            r#"
+    - {path: id, identifier: direct, category: PersonalAttributes}
+    - {path: identifier, identifier: direct, category: PersonalAttributes}
+    - {path: name, identifier: direct, category: PersonalAttributes}
+    - {path: telecom, identifier: direct, category: PersonalAttributes}
+    - {path: address, identifier: direct, category: PersonalAttributes}
+    - {path: performer, identifier: direct, category: MedicalApplication}
+    - {path: subject.reference, identifier: direct, category: PersonalAttributes}
+    - {path: gender, identifier: quasi, category: PersonalAttributes}
+    - {path: birthDate, identifier: quasi, category: PersonalAttributes}
+    - {path: effectiveDateTime, identifier: quasi, category: MedicalApplication}
+    - {path: code, identifier: none, category: HealthStatus}
+    - {path: valueQuantity, identifier: none, category: HealthStatus}
+    - {path: status, identifier: none, category: HealthStatus}
+    - {path: resourceType, identifier: none, category: HealthResources}"#,
+            r#"
+          - {field: id, method: cryptoHash}
+          - {field: subject.reference, method: cryptoHash, cryptoHash: {referenceIdOnly: true}}
+          - {field: birthDate, method: generalize, generalize: {to: year}}
+          - {field: effectiveDateTime, method: dateShift, dateShift: {maxDays: 30, patientIdField: subject.reference}}
+          - {field: person, method: keep}
+          - {identifier: direct, method: redact}
+          - {identifier: quasi, method: keep}
+          - {identifier: none, method: keep}"#,
+            "",
+        ),
+        Kind::Csv => (
+            "files: {location: {tier: raw, path: in}, format: csv, pattern: \"*.csv\"}",
+            r#"
+    - {path: specimen_id, identifier: direct, category: MedicalApplication}
+    - {path: patient_id, identifier: direct, category: PersonalAttributes}
+    - {path: patient_name, identifier: direct, category: PersonalAttributes}
+    - {path: id_card, identifier: direct, category: PersonalAttributes}
+    - {path: gender, identifier: quasi, category: PersonalAttributes}
+    - {path: birth_date, identifier: quasi, category: PersonalAttributes}
+    - {path: collected_at, identifier: quasi, category: MedicalApplication}
+    - {path: test_code, identifier: none, category: HealthStatus}
+    - {path: result_value, identifier: none, category: HealthStatus}
+    - {path: unit, identifier: none, category: HealthStatus}"#,
+            r#"
+          - {field: patient_id, method: cryptoHash, cryptoHash: {algorithm: HMAC-SM3}}
+          - {field: specimen_id, method: cryptoHash}
+          - {field: birth_date, method: generalize, generalize: {to: year}}
+          - {field: collected_at, method: dateShift, dateShift: {maxDays: 30, patientIdField: patient_id}}
+          - {field: person, method: keep}
+          - {identifier: direct, method: redact}
+          - {identifier: quasi, method: keep}
+          - {identifier: none, method: keep}"#,
+            "    - validate: {rules: [{name: id, field: id_card, check: residentId}, {name: v, field: result_value, type: number}]}\n    - link: {identityFields: [id_card], outputField: person, key: {name: keys, key: hmac-key}}\n",
+        ),
+    };
+    format!(
+        r#"
+apiVersion: medplat.io/v1alpha1
+kind: StorageTier
+metadata: {{name: raw}}
+spec: {{domain: clinical, maxLevel: L4, encryption: required, backend: {{volume: {{storageClassName: s, size: 1Gi}}}}, retentionDays: 30}}
+---
+apiVersion: medplat.io/v1alpha1
+kind: StorageTier
+metadata: {{name: curated}}
+spec: {{domain: clinical, maxLevel: L4, encryption: required, backend: {{volume: {{storageClassName: s, size: 1Gi}}}}, retentionDays: 30}}
+---
+apiVersion: medplat.io/v1alpha1
+kind: DataSource
+metadata: {{name: src, namespace: b}}
+spec:
+  system: CDR
+  connector: {{{source}}}
+  classification: {{level: L4, domain: clinical}}
+  fields:{fields}
+---
+apiVersion: medplat.io/v1alpha1
+kind: Pipeline
+metadata: {{name: p, namespace: b}}
+spec:
+  purpose: Treatment
+  sources: [src]
+  steps:
+{link}    - deidentify:
+        keys: {{secretName: keys}}
+        rules:{rules}
+  sink: {{tier: curated, dataset: out, format: ndjson}}
+---
+apiVersion: medplat.io/v1alpha1
+kind: AccessPolicy
+metadata: {{name: g, namespace: b}}
+spec:
+  purpose: Treatment
+  subjects: [{{kind: ServiceAccount, name: medplat-pipeline-p}}]
+  rules:
+    - {{resources: {{kind: DataSource, names: [src]}}, verbs: [read]}}
+    - {{resources: {{kind: StorageTier, names: [curated]}}, verbs: [write]}}
+"#
+    )
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    input: PathBuf,
+    bytes: u64,
+    doc: ResolvedPipeline,
+}
+
+fn setup(kind: Kind, n: u64) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let input = root.join("data/raw/in").join(if kind == Kind::Fhir {
+        "in.ndjson"
+    } else {
+        "in.csv"
+    });
+    let bytes = generate(kind, n, &input);
+    std::fs::create_dir_all(root.join("secrets/keys")).unwrap();
+    for k in ["hmac-key", "date-shift-key"] {
+        std::fs::write(root.join("secrets/keys").join(k), SECRET).unwrap();
+    }
+    std::fs::create_dir_all(root.join("manifests")).unwrap();
+    std::fs::write(root.join("manifests/m.yaml"), manifests(kind)).unwrap();
+    let doc = resolve_from_manifests(
+        &root.join("manifests"),
+        "b",
+        "p",
+        &root.join("data"),
+        &root.join("secrets"),
+    )
+    .unwrap();
+    Setup {
+        _dir: dir,
+        root,
+        input,
+        bytes,
+        doc,
+    }
+}
+
+fn run_pipeline(s: &Setup, rt: &tokio::runtime::Runtime) -> u64 {
+    let report = engine::run(
+        &s.doc,
+        &RunOptions {
+            run_id: None,
+            as_of: jiff::civil::date(2026, 11, 28),
+            audit: Arc::new(AuditEmitter::to_writer(Box::new(std::io::sink()))),
+            runtime: rt.handle().clone(),
+            object_store_override: None,
+        },
+    );
+    assert!(report.error.is_none(), "{:?}", report.error);
+    report.summary.records.records_in
+}
+
+fn run_baseline(kind: Kind, s: &Setup) -> u64 {
+    let out = s.root.join("baseline.out");
+    let mut w = BufWriter::with_capacity(1 << 18, std::fs::File::create(&out).unwrap());
+    let mut n = 0;
+    match kind {
+        Kind::Fhir => {
+            let mut r = BufReader::with_capacity(1 << 18, std::fs::File::open(&s.input).unwrap());
+            let mut line = Vec::new();
+            while r.read_until(b'\n', &mut line).unwrap() > 0 {
+                let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+                serde_json::to_writer(&mut w, &v).unwrap();
+                w.write_all(b"\n").unwrap();
+                line.clear();
+                n += 1;
+            }
+        }
+        Kind::Csv => {
+            let mut r = csv::Reader::from_path(&s.input).unwrap();
+            let mut cw = csv::Writer::from_writer(&mut w);
+            cw.write_record(r.headers().unwrap()).unwrap();
+            let mut rec = csv::StringRecord::new();
+            while r.read_record(&mut rec).unwrap() {
+                cw.write_record(&rec).unwrap();
+                n += 1;
+            }
+            cw.flush().unwrap();
+        }
+    }
+    w.flush().unwrap();
+    w.get_ref().sync_all().unwrap();
+    n
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--bench"))
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // Child mode: run the pipeline once on n records and report peak memory.
+    if args.first().map(String::as_str) == Some("peak") {
+        let kind = if args[1] == "csv" {
+            Kind::Csv
+        } else {
+            Kind::Fhir
+        };
+        let n: u64 = args[2].parse().unwrap();
+        let s = setup(kind, n);
+        let before = peak_rss_kib();
+        run_pipeline(&s, &rt);
+        println!("{} {} {}", s.bytes, before, peak_rss_kib());
+        return;
+    }
+
+    let n: u64 = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let rounds: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    println!(
+        "worker throughput: {n} records, {rounds} rounds, medians (pipeline and limit interleaved)"
+    );
+    for kind in [Kind::Fhir, Kind::Csv] {
+        let s = setup(kind, n);
+        let mb = s.bytes as f64 / 1e6;
+        let (mut pipe, mut base) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let t = Instant::now();
+            assert_eq!(run_pipeline(&s, &rt), n);
+            pipe.push(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            assert_eq!(run_baseline(kind, &s), n);
+            base.push(t.elapsed().as_secs_f64());
+        }
+        let (p, b) = (median(pipe), median(base));
+        println!(
+            "{:<12} input {:>8.1} MB | pipeline {:>9.0} rec/s {:>7.1} MB/s | parse+serialize limit {:>9.0} rec/s {:>7.1} MB/s | ratio {:.2}",
+            kind.name(),
+            mb,
+            n as f64 / p,
+            mb / p,
+            n as f64 / b,
+            mb / b,
+            b / p
+        );
+    }
+
+    println!("peak resident memory of the pipeline (child processes):");
+    let exe = std::env::current_exe().unwrap();
+    for kind in ["fhir", "csv"] {
+        for size in [n / 10, n / 4, n] {
+            let out = std::process::Command::new(&exe)
+                .args(["peak", kind, &size.to_string()])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let f: Vec<u64> = text
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            if f.len() == 3 {
+                println!(
+                    "  {kind:<5} {size:>9} records {:>8.1} MB input: peak RSS {:>7.1} MiB (after setup {:>6.1} MiB)",
+                    f[0] as f64 / 1e6,
+                    f[2] as f64 / 1024.0,
+                    f[1] as f64 / 1024.0
+                );
+            } else {
+                println!(
+                    "  {kind} {size}: child failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! The Pipeline reconciler.
+//!
+//! dereference (sources, tiers, policies, Secrets) → validate (the policy engine) → build
+//! (resolved document, ConfigMap, CronJob or Job, NetworkPolicy; the tiers' claims) → apply
+//! and prune → status (classification, lineage, last run). While the policy engine says no,
+//! nothing runs: no Job is created and an existing CronJob is suspended.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, Secret};
+use kube::api::{Api, ListParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+
+use super::context::{Context, patch_status_if_changed};
+use super::data_source::CLAIM_FIELD_MANAGER;
+use super::error::{Error, Result};
+use super::invalid::report_invalid;
+use super::status::{Outcome, conditions_for};
+use crate::api::conditions::POLICY_COMPLIANT;
+use crate::api::metrics::{OUTCOME_IN, OUTCOME_OUT, OUTCOME_QUARANTINED};
+use crate::api::pipeline::{
+    Lineage, Pipeline, PipelineStatus, RUN_REQUESTED_AT, RunResult, RunStatus,
+};
+use crate::api::resolved::{Mounts, ResolvedPipeline};
+use crate::api::{AccessPolicy, DataSource, StorageTier};
+use crate::policy::{
+    NamedPolicy, PipelineContext, PipelineDecision, evaluate_pipeline, source_level,
+};
+use crate::render::common::OWNER_UID;
+use crate::render::pipeline::{PipelineRenderInput, pipeline_child_name, render_pipeline_children};
+use crate::render::tier_claim::render_tier_claim;
+use crate::worker::summary::RunSummary;
+
+/// The controller's name, in metrics and its field manager.
+pub const CONTROLLER: &str = "pipeline";
+const FIELD_MANAGER: &str = "medplat-pipeline";
+const PRUNE: &[&str] = &["ServiceAccount", "ConfigMap", "NetworkPolicy", "CronJob"];
+/// At most this many violation lines are kept in status.
+const MAX_VIOLATIONS: usize = 50;
+
+/// Everything the pipeline refers to, dereferenced from the caches.
+struct Dereferenced {
+    sources: Vec<DataSource>,
+    tiers: Vec<StorageTier>,
+    policies: Vec<AccessPolicy>,
+}
+
+fn ok<K: Clone>(g: &Arc<DeserializeGuard<K>>) -> Option<K> {
+    g.0.as_ref().ok().cloned()
+}
+
+fn dereference(ctx: &Context, ns: &str) -> Dereferenced {
+    Dereferenced {
+        sources: ctx
+            .parents
+            .sources
+            .state()
+            .iter()
+            .filter_map(ok)
+            .filter(|d: &DataSource| d.namespace().as_deref() == Some(ns))
+            .collect(),
+        tiers: ctx.parents.tiers.state().iter().filter_map(ok).collect(),
+        policies: ctx
+            .parents
+            .policies
+            .state()
+            .iter()
+            .filter_map(ok)
+            .filter(|p: &AccessPolicy| p.namespace().as_deref() == Some(ns))
+            .collect(),
+    }
+}
+
+/// Runs the policy engine over the dereferenced objects.
+pub fn decide(
+    pipeline: &Pipeline,
+    sources: &[DataSource],
+    tiers: &[StorageTier],
+    policies: &[AccessPolicy],
+    now: Timestamp,
+) -> PipelineDecision {
+    let ns = pipeline.namespace().unwrap_or_default();
+    let source_specs: BTreeMap<_, _> = sources
+        .iter()
+        .map(|s| (s.name_any(), s.spec.clone()))
+        .collect();
+    let tier_specs: BTreeMap<_, _> = tiers
+        .iter()
+        .map(|t| (t.name_any(), t.spec.clone()))
+        .collect();
+    let names: Vec<String> = policies.iter().map(|p| p.name_any()).collect();
+    let named: Vec<NamedPolicy<'_>> = policies
+        .iter()
+        .zip(&names)
+        .map(|(p, n)| NamedPolicy {
+            namespace: &ns,
+            name: n,
+            spec: &p.spec,
+        })
+        .collect();
+    let sa = pipeline.service_account();
+    let name = pipeline.name_any();
+    evaluate_pipeline(
+        &PipelineContext {
+            namespace: &ns,
+            name: &name,
+            spec: &pipeline.spec,
+            service_account: &sa,
+            sources: &source_specs,
+            tiers: &tier_specs,
+            policies: &named,
+        },
+        now,
+    )
+}
+
+/// The last run, from the newest Job of the pipeline and its pods' termination messages.
+async fn last_run(
+    ctx: &Context,
+    ns: &str,
+    uid: &str,
+) -> Result<Option<(RunStatus, Option<RunSummary>)>> {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let list = jobs
+        .list(&ListParams::default().labels(&format!("{OWNER_UID}={uid}")))
+        .await
+        .map_err(|e| Error::kube("list", format!("Jobs of pipeline {uid} in {ns}"), e))?;
+    let Some(job) = list.items.into_iter().max_by_key(|j| {
+        (
+            j.metadata.creation_timestamp.clone().map(|t| t.0),
+            j.name_any(),
+        )
+    }) else {
+        return Ok(None);
+    };
+    let status = job.status.clone().unwrap_or_default();
+    let condition = |t: &str| {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == t && c.status == "True")
+    };
+    let result = if condition("Complete") {
+        RunResult::Succeeded
+    } else if condition("Failed") {
+        RunResult::Failed
+    } else {
+        RunResult::Running
+    };
+    let mut summary = None;
+    if result != RunResult::Running {
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+        let job_name = job.name_any();
+        let list = pods
+            .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+            .await
+            .map_err(|e| Error::kube("list", format!("pods of Job {ns}/{job_name}"), e))?;
+        summary = list
+            .items
+            .iter()
+            .flat_map(|p| {
+                p.status
+                    .iter()
+                    .flat_map(|s| s.container_statuses.iter().flatten())
+            })
+            .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
+            .find_map(|m| serde_json::from_str::<RunSummary>(m.trim()).ok());
+    }
+    let run = RunStatus {
+        job_name: Some(job.name_any()),
+        start_time: status.start_time.clone(),
+        completion_time: status.completion_time.clone(),
+        result: Some(result),
+        records_in: summary.as_ref().map(|s| s.records.records_in as i64),
+        records_out: summary.as_ref().map(|s| s.records.records_out as i64),
+        records_quarantined: summary.as_ref().map(|s| s.records.quarantined as i64),
+    };
+    Ok(Some((run, summary)))
+}
+
+/// Reconciles one Pipeline.
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<Pipeline>>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
+    let pipeline = match &guard.0 {
+        Ok(p) => p,
+        Err(invalid) => {
+            report_invalid::<Pipeline>(&ctx, invalid, FIELD_MANAGER).await?;
+            return Ok(Action::requeue(ctx.settings.resync));
+        }
+    };
+    let name = pipeline.name_any();
+    let ns = pipeline.namespace().ok_or_else(|| Error::MissingMetadata {
+        object: format!("Pipeline {name}"),
+        what: "namespace",
+    })?;
+    let uid = pipeline.uid().ok_or_else(|| Error::MissingMetadata {
+        object: format!("Pipeline {ns}/{name}"),
+        what: "uid",
+    })?;
+    let display = format!("Pipeline {ns}/{name}");
+    let reference: ObjectReference = pipeline.object_ref(&());
+    let now = Timestamp::now();
+
+    // dereference
+    let refs = dereference(&ctx, &ns);
+    let resolved = ResolvedPipeline::build(
+        pipeline,
+        &refs.sources,
+        &refs.tiers,
+        &refs.policies,
+        &Mounts::in_cluster(),
+    )
+    .ok();
+
+    // validate
+    let decision = decide(pipeline, &refs.sources, &refs.tiers, &refs.policies, now);
+    let mut missing_secrets = Vec::new();
+    if let Some(r) = &resolved {
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+        for secret in r.secrets.keys() {
+            let found = secrets
+                .get_metadata_opt(secret)
+                .await
+                .map_err(|e| Error::kube("get", format!("Secret {ns}/{secret}"), e))?;
+            if found.is_none() {
+                missing_secrets.push(secret.clone());
+            }
+        }
+    }
+    let runnable = decision.allowed() && missing_secrets.is_empty() && resolved.is_some();
+
+    // build
+    let status_now = pipeline.status.clone().unwrap_or_default();
+    let request = pipeline.annotations().get(RUN_REQUESTED_AT).cloned();
+    let pending = request
+        .as_deref()
+        .filter(|r| status_now.last_handled_run_request.as_deref() != Some(*r) && runnable);
+    let cronjob_exists = ctx
+        .children
+        .get("CronJob", Some(&ns), &pipeline_child_name(&name))
+        .is_some();
+    let children = render_pipeline_children(&PipelineRenderInput {
+        pipeline,
+        decision: &decision,
+        resolved: resolved.as_ref(),
+        settings: &ctx.settings.workload,
+        may_run: runnable,
+        cronjob_exists,
+        pending_run_request: pending,
+    })
+    .map_err(|source| Error::Render {
+        object: display.clone(),
+        source,
+    })?;
+
+    // apply: tier claims first (a pod must not wait on a missing claim), then children
+    if let Some(r) = &resolved {
+        let claims = ctx.applier(CLAIM_FIELD_MANAGER);
+        for tier in r.tiers.keys() {
+            let Some(t) = refs.tiers.iter().find(|t| t.name_any() == *tier) else {
+                continue;
+            };
+            if let Some(claim) = render_tier_claim(t, &ns).map_err(|source| Error::Render {
+                object: display.clone(),
+                source,
+            })? && ctx
+                .children
+                .get("PersistentVolumeClaim", Some(&ns), &claim.name)
+                .is_none()
+            {
+                claims.apply_one(&claim).await?;
+            }
+        }
+    }
+    let created_job = children
+        .iter()
+        .find(|c| c.kind == "Job")
+        .map(|c| c.name.clone());
+    let applied = ctx
+        .applier(FIELD_MANAGER)
+        .apply(&uid, children, PRUNE)
+        .await?;
+    if !applied.applied.is_empty() || !applied.pruned.is_empty() {
+        tracing::info!(pipeline = %format!("{ns}/{name}"), applied = ?applied.applied, pruned = ?applied.pruned, "children changed");
+    }
+    if let Some(job) = &created_job {
+        ctx.event(
+            &reference,
+            EventType::Normal,
+            "RunStarted",
+            "Run",
+            format!(
+                "Job {job} started for run request {}",
+                pending.unwrap_or_default()
+            ),
+        )
+        .await;
+    }
+
+    // last run
+    let last = last_run(&ctx, &ns, &uid).await?;
+    let (last_run, summary) = match last {
+        Some((r, s)) => (Some(r), s),
+        None => (status_now.last_run.clone(), None),
+    };
+    observe_run(
+        &ctx,
+        &ns,
+        &name,
+        last_run.as_ref(),
+        summary.as_ref(),
+        &reference,
+    )
+    .await;
+
+    // status
+    let blocking: Vec<String> = decision.blocking().map(|v| v.to_string()).collect();
+    ctx.metrics
+        .policy_violations
+        .with_label_values(&[&ns, &name])
+        .set(blocking.len() as f64);
+    let compliant = decision.allowed();
+    let (compliant_reason, compliant_message) = if compliant {
+        (
+            "Compliant".to_string(),
+            format!(
+                "output {} may flow to StorageTier {}",
+                decision.output.level, pipeline.spec.sink.tier
+            ),
+        )
+    } else {
+        (
+            decision
+                .blocking()
+                .next()
+                .map(|v| v.reason.as_str())
+                .unwrap_or("PolicyViolation")
+                .to_string(),
+            blocking.join("; "),
+        )
+    };
+    let outcome = if !compliant {
+        Outcome::stalled("PolicyViolation", compliant_message.clone())
+    } else if resolved.is_none() {
+        Outcome::stalled(
+            "MissingReference",
+            "a source or tier the pipeline refers to does not exist",
+        )
+    } else if !missing_secrets.is_empty() {
+        Outcome::stalled(
+            "SecretNotFound",
+            format!(
+                "Secret(s) {} in namespace {ns} do not exist",
+                missing_secrets.join(", ")
+            ),
+        )
+    } else {
+        Outcome::ready(
+            "Reconciled",
+            match &pipeline.spec.schedule {
+                Some(s) => format!("scheduled {s}"),
+                None => "runs on demand (annotation medplat.io/run-requested-at)".to_string(),
+            },
+        )
+    };
+    match &outcome {
+        Outcome::Stalled { reason, message } => {
+            ctx.event(
+                &reference,
+                EventType::Warning,
+                reason,
+                "Reconcile",
+                message.clone(),
+            )
+            .await;
+        }
+        _ if created_job.is_none() => ctx.clear_event(&reference),
+        _ => {}
+    }
+    let mut violations: Vec<String> = decision.violations.iter().map(|v| v.to_string()).collect();
+    violations.truncate(MAX_VIOLATIONS);
+    let status = PipelineStatus {
+        observed_generation: pipeline.metadata.generation,
+        conditions: conditions_for(
+            &status_now.conditions,
+            pipeline.metadata.generation,
+            &outcome,
+            vec![(
+                POLICY_COMPLIANT.into(),
+                compliant,
+                compliant_reason,
+                compliant_message,
+            )],
+        ),
+        output_classification: Some(decision.output.clone()),
+        violations,
+        lineage: Some(lineage(pipeline, &refs.sources, &decision)),
+        last_run,
+        last_handled_run_request: match (&created_job, pending) {
+            (Some(_), Some(r)) => Some(r.to_string()),
+            _ => status_now.last_handled_run_request.clone(),
+        },
+    };
+    let api: Api<Pipeline> = Api::namespaced(ctx.client.clone(), &ns);
+    patch_status_if_changed(
+        &api,
+        &name,
+        FIELD_MANAGER,
+        pipeline.status.as_ref(),
+        &status,
+    )
+    .await?;
+    Ok(Action::requeue(ctx.settings.resync))
+}
+
+fn lineage(pipeline: &Pipeline, sources: &[DataSource], decision: &PipelineDecision) -> Lineage {
+    let ns = pipeline.namespace().unwrap_or_default();
+    Lineage {
+        sources: pipeline
+            .spec
+            .sources
+            .iter()
+            .map(|s| match sources.iter().find(|d| d.name_any() == *s) {
+                Some(d) => format!(
+                    "{ns}/{s} ({}, {})",
+                    source_level(&d.spec),
+                    d.spec.classification.domain
+                ),
+                None => format!("{ns}/{s} (missing)"),
+            })
+            .collect(),
+        steps: pipeline
+            .spec
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match &s.name {
+                Some(n) => format!("{}:{n}", s.kind()),
+                None => format!("{}:{i}", s.kind()),
+            })
+            .collect(),
+        sink: format!(
+            "{}/{} ({})",
+            pipeline.spec.sink.tier, pipeline.spec.sink.dataset, decision.output.level
+        ),
+    }
+}
+
+/// Exports a finished run's metrics once per Job, and warns about a failed run once.
+async fn observe_run(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    run: Option<&RunStatus>,
+    summary: Option<&RunSummary>,
+    reference: &ObjectReference,
+) {
+    let Some(run) = run else { return };
+    let failed = run.result == Some(RunResult::Failed);
+    ctx.metrics
+        .pipeline_run_failed
+        .with_label_values(&[ns, name])
+        .set(if failed { 1.0 } else { 0.0 });
+    if let Some(s) = summary {
+        for (outcome, value) in [
+            (OUTCOME_IN, s.records.records_in),
+            (OUTCOME_OUT, s.records.records_out),
+            (OUTCOME_QUARANTINED, s.records.quarantined),
+        ] {
+            ctx.metrics
+                .pipeline_last_run_records
+                .with_label_values(&[ns, name, outcome])
+                .set(value as f64);
+        }
+        let job = run.job_name.clone().unwrap_or_default();
+        if ctx.first_sighting(&format!("{ns}/{job}")) && s.access_denied > 0 {
+            ctx.metrics
+                .worker_access_denied
+                .with_label_values(&[ns, name])
+                .inc_by(s.access_denied as f64);
+        }
+    }
+    if failed {
+        let job = run.job_name.clone().unwrap_or_default();
+        let why = summary
+            .and_then(|s| s.message.clone())
+            .unwrap_or_else(|| "see the Job's pod logs".into());
+        ctx.event(
+            reference,
+            EventType::Warning,
+            "RunFailed",
+            "Run",
+            format!("Job {job} failed: {why}"),
+        )
+        .await;
+    }
+}

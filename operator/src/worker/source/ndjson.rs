@@ -1,0 +1,214 @@
+//! NDJSON and FHIR NDJSON files: one JSON object (or one FHIR R4 resource) per line.
+//!
+//! A line that is not valid JSON, not an object, not valid in the charset, or (FHIR) has no
+//! `resourceType` is quarantined with its line number; the file goes on.
+
+use std::io::BufRead;
+
+use serde_json::Value;
+
+use super::{SourceError, SourceItem, bounded_raw};
+use crate::api::data_source::Charset;
+use crate::worker::charset;
+
+/// The longest line read whole; longer lines are quarantined without being held in memory.
+pub const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// Reads one NDJSON file as records.
+pub struct NdjsonRecords<R: BufRead> {
+    input: R,
+    charset: Charset,
+    fhir: bool,
+    label: String,
+    source_name: String,
+    line_no: u64,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+impl<R: BufRead> NdjsonRecords<R> {
+    /// Reads `input` as NDJSON; with `fhir`, every object must carry a `resourceType`.
+    pub fn new(input: R, charset: Charset, fhir: bool, label: String, source_name: String) -> Self {
+        NdjsonRecords {
+            input,
+            charset,
+            fhir,
+            label,
+            source_name,
+            line_no: 0,
+            buf: Vec::with_capacity(4096),
+            done: false,
+        }
+    }
+
+    fn malformed(&self, reason: String) -> SourceItem {
+        SourceItem::Malformed {
+            location: format!("{}:{}", self.label, self.line_no),
+            reason,
+            raw: bounded_raw(charset::lossy(&self.buf, self.charset)),
+        }
+    }
+
+    /// Reads one line into `buf`, stopping at MAX_LINE. Returns bytes consumed and whether the
+    /// line was cut.
+    fn read_line(&mut self) -> std::io::Result<(usize, bool)> {
+        self.buf.clear();
+        let mut consumed = 0;
+        loop {
+            let available = self.input.fill_buf()?;
+            if available.is_empty() {
+                return Ok((consumed, false));
+            }
+            let (take, found) = match memchr_newline(available) {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
+            };
+            let room = MAX_LINE.saturating_sub(self.buf.len());
+            self.buf.extend_from_slice(&available[..take.min(room)]);
+            self.input.consume(take);
+            consumed += take;
+            if found {
+                return Ok((consumed, false));
+            }
+            if self.buf.len() >= MAX_LINE {
+                // Skip the rest of the over-long line.
+                loop {
+                    let available = self.input.fill_buf()?;
+                    if available.is_empty() {
+                        return Ok((consumed, true));
+                    }
+                    match memchr_newline(available) {
+                        Some(i) => {
+                            self.input.consume(i + 1);
+                            return Ok((consumed + i + 1, true));
+                        }
+                        None => {
+                            let n = available.len();
+                            self.input.consume(n);
+                            consumed += n;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn memchr_newline(b: &[u8]) -> Option<usize> {
+    b.iter().position(|c| *c == b'\n')
+}
+
+impl<R: BufRead> Iterator for NdjsonRecords<R> {
+    type Item = Result<SourceItem, SourceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.done {
+                return None;
+            }
+            let (n, cut) = match self.read_line() {
+                Ok(r) => r,
+                Err(source) => {
+                    self.done = true;
+                    return Some(Err(SourceError::Io {
+                        source_name: self.source_name.clone(),
+                        path: self.label.clone(),
+                        source,
+                    }));
+                }
+            };
+            if n == 0 {
+                self.done = true;
+                return None;
+            }
+            self.line_no += 1;
+            if cut {
+                return Some(Ok(
+                    self.malformed(format!("line longer than {MAX_LINE} bytes"))
+                ));
+            }
+            let line = trim_line(&self.buf);
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let parsed: Result<Value, String> = match self.charset {
+                Charset::Utf8 => {
+                    serde_json::from_slice(line).map_err(|e| format!("invalid JSON: {e}"))
+                }
+                cs => match charset::decode(line, cs) {
+                    Some(text) => {
+                        serde_json::from_str(&text).map_err(|e| format!("invalid JSON: {e}"))
+                    }
+                    None => Err(format!("line is not valid {}", cs.label())),
+                },
+            };
+            let item = match parsed {
+                Err(reason) => self.malformed(reason),
+                Ok(Value::Object(record)) => {
+                    if self.fhir && !record.get("resourceType").is_some_and(Value::is_string) {
+                        self.malformed("FHIR resource has no resourceType".into())
+                    } else {
+                        SourceItem::Record {
+                            record,
+                            location: format!("{}:{}", self.label, self.line_no),
+                        }
+                    }
+                }
+                Ok(_) => self.malformed("line is JSON but not an object".into()),
+            };
+            return Some(Ok(item));
+        }
+    }
+}
+
+fn trim_line(b: &[u8]) -> &[u8] {
+    let b = b.strip_suffix(b"\n").unwrap_or(b);
+    let b = b.strip_suffix(b"\r").unwrap_or(b);
+    b.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(bytes: &[u8], cs: Charset, fhir: bool) -> Vec<SourceItem> {
+        NdjsonRecords::new(bytes, cs, fhir, "f.ndjson".into(), "s".into())
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn reads_objects_and_quarantines_everything_else() {
+        let input = b"{\"a\":1}\r\n\n{bad\n[1]\n{\"b\":\"\xff\"}\n{\"c\":3}";
+        let items = read(input, Charset::Utf8, false);
+        assert_eq!(items.len(), 5);
+        assert!(
+            matches!(&items[0], SourceItem::Record { location, .. } if location == "f.ndjson:1")
+        );
+        assert!(
+            matches!(&items[1], SourceItem::Malformed { location, reason, .. } if location == "f.ndjson:3" && reason.starts_with("invalid JSON"))
+        );
+        assert!(
+            matches!(&items[2], SourceItem::Malformed { reason, .. } if reason.contains("not an object"))
+        );
+        assert!(matches!(&items[3], SourceItem::Malformed { .. }));
+        assert!(
+            matches!(&items[4], SourceItem::Record { location, .. } if location == "f.ndjson:6")
+        );
+    }
+
+    #[test]
+    fn fhir_resources_need_a_resource_type_and_gb18030_decodes() {
+        let text =
+            "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"王\"}]}\n{\"id\":\"x\"}\n";
+        let bytes = charset::encode(text, Charset::Gb18030);
+        let items = read(&bytes, Charset::Gb18030, true);
+        let SourceItem::Record { record, .. } = &items[0] else {
+            panic!()
+        };
+        assert_eq!(record["name"][0]["family"], "王");
+        assert!(
+            matches!(&items[1], SourceItem::Malformed { reason, .. } if reason.contains("resourceType"))
+        );
+    }
+}

@@ -1,0 +1,734 @@
+//! The `deidentify` step: ordered rules, first match wins, fail closed.
+//!
+//! Each field of a record is decided once: the first rule whose selector names its path (a
+//! `field` rule) or its data-dictionary class (`identifier`) or category (`category`) applies
+//! its method; a field no rule decides is removed (`unmatched: redact`, the default) or kept.
+//! The decision per path is computed when the step is compiled, so each record costs one walk.
+//! Methods apply to every scalar under the decided path (a FHIR `name` object, an HL7 `PID.5`).
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Number, Value};
+
+use super::{CompileContext, Outcome, RecordStep, StepError};
+use crate::api::deidentify::{
+    CryptoHashParams, DeidentifyRule, DeidentifyStep, EncryptParams, Generalization, HashAlgorithm,
+    Method, OnError, Unmatched,
+};
+use crate::worker::crypto::{Cipher, KeyedHash, key_bytes};
+use crate::worker::dates::{DateValue, age_on};
+use crate::worker::record::{self, Record};
+
+/// A rule's method with its keys and parameters resolved.
+#[derive(Debug)]
+enum Action {
+    Keep,
+    Redact,
+    Mask {
+        first: usize,
+        last: usize,
+        ch: char,
+    },
+    Substitute(Value),
+    Hash {
+        h: KeyedHash,
+        reference_id_only: bool,
+    },
+    Encrypt(Cipher),
+    DateShift {
+        h: KeyedHash,
+        max_days: u32,
+        patient_field: String,
+    },
+    Year,
+    AgeBand {
+        width: u32,
+    },
+    RegionPrefix {
+        len: usize,
+    },
+    Perturb {
+        max_abs: f64,
+        h: Option<KeyedHash>,
+    },
+}
+
+/// A compiled deidentify step.
+#[derive(Debug)]
+pub struct Deidentify {
+    name: String,
+    actions: Vec<(String, Action)>,
+    /// Path → index into `actions` of the first rule that decides it.
+    decided: HashMap<String, usize>,
+    /// Every proper prefix of a decided path: where the walk must descend.
+    prefixes: HashSet<String>,
+    unmatched: Unmatched,
+    on_error: OnError,
+    as_of: jiff::civil::Date,
+    /// The patient-id fields dateShift rules read, before anything is changed.
+    patient_fields: Vec<String>,
+}
+
+struct Keys<'a> {
+    step: &'a str,
+    ctx: &'a CompileContext<'a>,
+    spec: &'a DeidentifyStep,
+}
+
+impl Keys<'_> {
+    fn load(
+        &self,
+        key_of: impl Fn(&crate::api::deidentify::DeidentifyKeys) -> &String,
+    ) -> Result<(Vec<u8>, String), StepError> {
+        let keys = self.spec.keys.as_ref().ok_or_else(|| StepError::Config {
+            step: self.step.to_string(),
+            message: "cryptoHash, encrypt and dateShift rules need keys (a Secret reference)"
+                .into(),
+        })?;
+        let key = key_of(keys);
+        let value = self
+            .ctx
+            .secrets
+            .read(&keys.secret_name, key)
+            .map_err(|source| StepError::Secret {
+                step: self.step.to_string(),
+                source,
+            })?;
+        Ok((
+            key_bytes(&value),
+            format!("key {key} of Secret {}", keys.secret_name),
+        ))
+    }
+}
+
+fn crypto_err(step: &str) -> impl Fn(crate::worker::crypto::CryptoError) -> StepError + '_ {
+    move |e| StepError::Config {
+        step: step.to_string(),
+        message: e.to_string(),
+    }
+}
+
+impl Deidentify {
+    /// Compiles the step: resolves selectors against the dictionary and loads every key.
+    pub fn compile(
+        name: String,
+        spec: &DeidentifyStep,
+        ctx: &CompileContext<'_>,
+    ) -> Result<Self, StepError> {
+        let keys = Keys {
+            step: &name,
+            ctx,
+            spec,
+        };
+        let mut actions = Vec::new();
+        for (i, rule) in spec.rules.iter().enumerate() {
+            let label = rule_label(rule, i);
+            let missing = |what: &str| StepError::Config {
+                step: name.clone(),
+                message: format!(
+                    "rule {label}: method {} needs its {what} parameters",
+                    rule.method.as_str()
+                ),
+            };
+            let action = match rule.method {
+                Method::Keep => Action::Keep,
+                Method::Redact => Action::Redact,
+                Method::Mask => {
+                    let m = rule.mask.as_ref().ok_or_else(|| missing("mask"))?;
+                    Action::Mask {
+                        first: m.keep_first as usize,
+                        last: m.keep_last as usize,
+                        ch: m.mask_char.chars().next().unwrap_or('*'),
+                    }
+                }
+                Method::Substitute => {
+                    let s = rule
+                        .substitute
+                        .as_ref()
+                        .ok_or_else(|| missing("substitute"))?;
+                    Action::Substitute(Value::String(s.value.clone()))
+                }
+                Method::CryptoHash => {
+                    let p = rule
+                        .crypto_hash
+                        .clone()
+                        .unwrap_or(CryptoHashParams::default());
+                    let (k, what) = keys.load(|k| &k.hmac_key)?;
+                    Action::Hash {
+                        h: KeyedHash::new(p.algorithm, &k, &what).map_err(crypto_err(&name))?,
+                        reference_id_only: p.reference_id_only,
+                    }
+                }
+                Method::Encrypt => {
+                    let p = rule.encrypt.clone().unwrap_or(EncryptParams::default());
+                    let (k, what) = keys.load(|k| &k.encryption_key)?;
+                    Action::Encrypt(Cipher::new(p.algorithm, &k, &what).map_err(crypto_err(&name))?)
+                }
+                Method::DateShift => {
+                    let p = rule
+                        .date_shift
+                        .as_ref()
+                        .ok_or_else(|| missing("dateShift"))?;
+                    let (k, what) = keys.load(|k| &k.date_shift_key)?;
+                    Action::DateShift {
+                        h: KeyedHash::new(HashAlgorithm::HmacSha256, &k, &what)
+                            .map_err(crypto_err(&name))?,
+                        max_days: p.max_days,
+                        patient_field: p.patient_id_field.clone(),
+                    }
+                }
+                Method::Generalize => {
+                    let g = rule
+                        .generalize
+                        .as_ref()
+                        .ok_or_else(|| missing("generalize"))?;
+                    match g.to {
+                        Generalization::Year => Action::Year,
+                        Generalization::AgeBand => Action::AgeBand {
+                            width: g.band_years.max(1),
+                        },
+                        Generalization::RegionPrefix => Action::RegionPrefix {
+                            len: g
+                                .prefix_length
+                                .ok_or_else(|| missing("generalize.prefixLength"))?
+                                as usize,
+                        },
+                    }
+                }
+                Method::Perturb => {
+                    let p = rule.perturb.as_ref().ok_or_else(|| missing("perturb"))?;
+                    // Keyed noise is reproducible; without keys it is random per run.
+                    let h = match &spec.keys {
+                        Some(_) => {
+                            let (k, what) = keys.load(|k| &k.hmac_key)?;
+                            Some(
+                                KeyedHash::new(HashAlgorithm::HmacSha256, &k, &what)
+                                    .map_err(crypto_err(&name))?,
+                            )
+                        }
+                        None => None,
+                    };
+                    Action::Perturb {
+                        max_abs: p.max_abs,
+                        h,
+                    }
+                }
+            };
+            actions.push((label, action));
+        }
+
+        // First match wins, per path: field rules match their path, identifier and category
+        // rules match the dictionary's paths of that class or category.
+        let mut candidates: HashSet<String> = ctx.dictionary.paths().cloned().collect();
+        candidates.extend(spec.rules.iter().filter_map(|r| r.field.clone()));
+        let mut decided = HashMap::new();
+        for path in candidates {
+            let entry = ctx.dictionary.get(&path);
+            let first = spec.rules.iter().position(|r| {
+                r.field.as_deref() == Some(path.as_str())
+                    || (r.identifier.is_some() && entry.map(|e| e.0) == r.identifier)
+                    || (r.category.is_some() && entry.map(|e| e.1) == r.category)
+            });
+            if let Some(i) = first {
+                decided.insert(path, i);
+            }
+        }
+        let mut prefixes = HashSet::new();
+        for path in decided.keys() {
+            let mut p = path.as_str();
+            while let Some((head, _)) = p.rsplit_once('.') {
+                prefixes.insert(head.to_string());
+                p = head;
+            }
+        }
+        let mut patient_fields: Vec<String> = actions
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Action::DateShift { patient_field, .. } => Some(patient_field.clone()),
+                _ => None,
+            })
+            .collect();
+        patient_fields.sort();
+        patient_fields.dedup();
+        Ok(Deidentify {
+            name,
+            actions,
+            decided,
+            prefixes,
+            unmatched: spec.unmatched,
+            on_error: spec.on_error,
+            as_of: ctx.as_of,
+            patient_fields,
+        })
+    }
+}
+
+fn rule_label(rule: &DeidentifyRule, i: usize) -> String {
+    let selector = if let Some(f) = &rule.field {
+        f.clone()
+    } else if let Some(c) = rule.identifier {
+        format!(
+            "identifier={}",
+            serde_json::to_value(c)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default()
+        )
+    } else if let Some(c) = rule.category {
+        format!("category={c:?}")
+    } else {
+        "?".into()
+    };
+    format!("rules[{i}] ({selector}: {})", rule.method.as_str())
+}
+
+/// The text that identifies a patient for dateShift: a string, the first component of an HL7
+/// composite, or the first element of a list.
+fn patient_key(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Object(m) => m.get("1").and_then(patient_key),
+        Value::Array(items) => items.first().and_then(patient_key),
+        _ => None,
+    }
+}
+
+/// Applies `f` to every scalar under `v`; nulls are left alone.
+fn each_scalar(
+    v: &mut Value,
+    f: &mut dyn FnMut(&mut Value) -> Result<(), String>,
+) -> Result<(), String> {
+    match v {
+        Value::Object(m) => m.values_mut().try_for_each(|c| each_scalar(c, f)),
+        Value::Array(items) => items.iter_mut().try_for_each(|c| each_scalar(c, f)),
+        Value::Null => Ok(()),
+        _ => f(v),
+    }
+}
+
+fn age_band(age: i64, width: u32) -> String {
+    if age >= 90 {
+        return "90+".into();
+    }
+    let w = i64::from(width);
+    let lower = age.max(0) / w * w;
+    let upper = (lower + w - 1).min(89);
+    format!("{lower}-{upper}")
+}
+
+struct Walk<'a> {
+    step: &'a Deidentify,
+    patients: &'a HashMap<&'a str, Option<String>>,
+    error: Option<(String, String)>,
+}
+
+impl Walk<'_> {
+    fn apply(&mut self, rule: usize, path: &str, v: &mut Value) -> bool {
+        let (label, action) = &self.step.actions[rule];
+        let result = match action {
+            Action::Keep => Ok(()),
+            Action::Redact => return false,
+            Action::Mask { first, last, ch } => each_scalar(v, &mut |s| {
+                let text = record::text(s).unwrap_or_default();
+                let chars: Vec<char> = text.chars().collect();
+                let n = chars.len();
+                let masked: String = if first + last >= n {
+                    std::iter::repeat_n(*ch, n).collect()
+                } else {
+                    chars[..*first]
+                        .iter()
+                        .copied()
+                        .chain(std::iter::repeat_n(*ch, n - first - last))
+                        .chain(chars[n - last..].iter().copied())
+                        .collect()
+                };
+                *s = Value::String(masked);
+                Ok(())
+            }),
+            Action::Substitute(value) => {
+                *v = value.clone();
+                Ok(())
+            }
+            Action::Hash {
+                h,
+                reference_id_only,
+            } => each_scalar(v, &mut |s| {
+                let text = record::text(s).unwrap_or_default().into_owned();
+                let hashed = match text.split_once('/') {
+                    Some((kind, id))
+                        if *reference_id_only
+                            && kind.chars().next().is_some_and(|c| c.is_ascii_uppercase()) =>
+                    {
+                        format!("{kind}/{}", h.hex_tag(id.as_bytes()))
+                    }
+                    _ => h.hex_tag(text.as_bytes()),
+                };
+                *s = Value::String(hashed);
+                Ok(())
+            }),
+            Action::Encrypt(c) => each_scalar(v, &mut |s| {
+                let text = record::text(s).unwrap_or_default().into_owned();
+                *s = Value::String(c.encrypt(text.as_bytes()).map_err(|e| e.to_string())?);
+                Ok(())
+            }),
+            Action::DateShift {
+                h,
+                max_days,
+                patient_field,
+            } => {
+                let Some(Some(patient)) = self.patients.get(patient_field.as_str()) else {
+                    self.error = Some((
+                        label.clone(),
+                        format!(
+                            "{path}: dateShift needs the patient id field {patient_field}, which is missing"
+                        ),
+                    ));
+                    return true;
+                };
+                let days = h.offset(patient.as_bytes(), *max_days);
+                each_scalar(v, &mut |s| {
+                    let text = record::text(s).unwrap_or_default();
+                    let shifted = DateValue::parse(&text)
+                        .and_then(|d| d.shifted(days))
+                        .ok_or_else(|| format!("{path} is not a date"))?;
+                    *s = Value::String(shifted.render());
+                    Ok(())
+                })
+            }
+            Action::Year => each_scalar(v, &mut |s| {
+                let text = record::text(s).unwrap_or_default();
+                let year = match DateValue::parse(&text) {
+                    Some(d) => d.date.year().to_string(),
+                    None if text.len() == 4 && text.bytes().all(|b| b.is_ascii_digit()) => {
+                        text.into_owned()
+                    }
+                    None => return Err(format!("{path} is not a date")),
+                };
+                *s = Value::String(year);
+                Ok(())
+            }),
+            Action::AgeBand { width } => {
+                let as_of = self.step.as_of;
+                each_scalar(v, &mut |s| {
+                    let text = record::text(s).unwrap_or_default();
+                    let age = match text.trim().parse::<f64>() {
+                        Ok(a) if (0.0..200.0).contains(&a) => a.floor() as i64,
+                        _ => match DateValue::parse(&text) {
+                            Some(d) => age_on(d.date, as_of),
+                            None => {
+                                return Err(format!("{path} is neither an age nor a birth date"));
+                            }
+                        },
+                    };
+                    *s = Value::String(age_band(age, *width));
+                    Ok(())
+                })
+            }
+            Action::RegionPrefix { len } => each_scalar(v, &mut |s| {
+                let text = record::text(s).unwrap_or_default();
+                *s = Value::String(text.chars().take(*len).collect());
+                Ok(())
+            }),
+            Action::Perturb { max_abs, h } => each_scalar(v, &mut |s| {
+                let text = record::text(s).unwrap_or_default().into_owned();
+                let n: f64 = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{path} is not a number"))?;
+                let unit = match h {
+                    Some(h) => h.unit(format!("{path}\u{1f}{text}").as_bytes()),
+                    None => {
+                        use ring::rand::SecureRandom;
+                        let mut b = [0u8; 8];
+                        ring::rand::SystemRandom::new()
+                            .fill(&mut b)
+                            .map_err(|_| "random generator failed".to_string())?;
+                        (u64::from_be_bytes(b) >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+                    }
+                };
+                let integral = matches!(s, Value::Number(num) if !num.is_f64())
+                    || (!text.contains('.') && s.is_string());
+                let out = n + unit * max_abs;
+                let out = if integral {
+                    out.round()
+                } else {
+                    (out * 1e6).round() / 1e6
+                };
+                *s = match (&*s, integral) {
+                    (Value::String(_), true) => Value::String(format!("{}", out as i64)),
+                    (Value::String(_), false) => Value::String(format!("{out}")),
+                    (_, true) => Value::from(out as i64),
+                    (_, false) => Number::from_f64(out)
+                        .map(Value::Number)
+                        .unwrap_or(Value::Null),
+                };
+                Ok(())
+            }),
+        };
+        if let Err(reason) = result
+            && self.error.is_none()
+        {
+            self.error = Some((label.clone(), reason));
+        }
+        true
+    }
+
+    /// Walks an object; returns nothing, removing what must go.
+    fn object(&mut self, m: &mut Map<String, Value>, path: &mut String) {
+        let base = path.len();
+        m.retain(|k, v| {
+            if base > 0 {
+                path.push('.');
+            }
+            path.push_str(k);
+            let keep = self.node(v, path);
+            path.truncate(base);
+            keep
+        });
+    }
+
+    /// Decides one node; `false` removes it.
+    fn node(&mut self, v: &mut Value, path: &mut String) -> bool {
+        if let Some(&rule) = self.step.decided.get(path.as_str()) {
+            return self.apply(rule, path, v);
+        }
+        if self.step.prefixes.contains(path.as_str()) {
+            match v {
+                Value::Object(m) => {
+                    self.object(m, path);
+                    return self.step.unmatched == Unmatched::Keep || !m.is_empty();
+                }
+                Value::Array(items) => {
+                    items.retain_mut(|item| match item {
+                        Value::Object(m) => {
+                            self.object(m, path);
+                            self.step.unmatched == Unmatched::Keep || !m.is_empty()
+                        }
+                        _ => self.step.unmatched == Unmatched::Keep,
+                    });
+                    return self.step.unmatched == Unmatched::Keep || !items.is_empty();
+                }
+                _ => {}
+            }
+        }
+        self.step.unmatched == Unmatched::Keep
+    }
+}
+
+impl RecordStep for Deidentify {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn fails_run(&self) -> bool {
+        self.on_error == OnError::Fail
+    }
+
+    fn apply(&self, rec: &mut Record) -> Outcome {
+        // dateShift reads patient ids before any rule can hash or remove them.
+        let patients: HashMap<&str, Option<String>> = self
+            .patient_fields
+            .iter()
+            .map(|f| (f.as_str(), record::get(rec, f).and_then(patient_key)))
+            .collect();
+        let mut walk = Walk {
+            step: self,
+            patients: &patients,
+            error: None,
+        };
+        let mut path = String::with_capacity(64);
+        walk.object(rec, &mut path);
+        match walk.error {
+            None => Outcome::Keep,
+            Some((rule, reason)) => Outcome::Quarantine { rule, reason },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::secrets::SecretStore;
+    use crate::worker::steps::Dictionary;
+    use serde_json::json;
+
+    fn dict(fields: &[(&str, &str, &str)]) -> Dictionary {
+        let doc = json!({
+            "version": 1, "namespace": "n", "name": "p", "serviceAccount": "sa",
+            "spec": {"purpose": "Research", "sources": ["s"], "sink": {"tier": "t", "dataset": "d"}},
+            "sources": {"s": {
+                "system": "EMR", "connector": {"files": {"location": {"tier": "t", "path": "x"}, "format": "ndjson"}},
+                "classification": {"level": "L4", "domain": "clinical"},
+                "fields": fields.iter().map(|(p, i, c)| json!({"path": p, "identifier": i, "category": c})).collect::<Vec<_>>()
+            }},
+            "tiers": {}, "policies": [], "secrets": {}
+        });
+        Dictionary::of(&serde_json::from_value(doc).unwrap())
+    }
+
+    fn compile(yaml: &str, d: &Dictionary) -> Deidentify {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("k")).unwrap();
+        std::fs::write(dir.path().join("k/hmac-key"), "aa".repeat(32)).unwrap();
+        std::fs::write(dir.path().join("k/encryption-key"), "bb".repeat(32)).unwrap();
+        std::fs::write(dir.path().join("k/date-shift-key"), "cc".repeat(32)).unwrap();
+        let secrets = SecretStore::under_root(dir.path(), &["k"]);
+        let ctx = CompileContext {
+            dictionary: d,
+            secrets: &secrets,
+            as_of: jiff::civil::date(2026, 11, 28),
+        };
+        Deidentify::compile("d".into(), &serde_yaml::from_str(yaml).unwrap(), &ctx).unwrap()
+    }
+
+    fn run(d: &Deidentify, v: Value) -> (Value, Outcome) {
+        let mut r = v.as_object().unwrap().clone();
+        let o = d.apply(&mut r);
+        (Value::Object(r), o)
+    }
+
+    #[test]
+    fn first_match_wins_and_unmatched_fields_are_removed() {
+        let d = dict(&[
+            ("name", "direct", "PersonalAttributes"),
+            ("phone", "direct", "PersonalAttributes"),
+            ("dx", "none", "HealthStatus"),
+        ]);
+        let step = compile(
+            r#"
+keys: {secretName: k}
+rules:
+  - {field: phone, method: mask, mask: {keepLast: 4}}
+  - {identifier: direct, method: redact}
+  - {category: HealthStatus, method: keep}
+"#,
+            &d,
+        );
+        let (out, o) = run(
+            &step,
+            json!({"name": "王小明", "phone": "13812345678", "dx": "I21.9", "extra": "x", "nested": {"a": 1}}),
+        );
+        assert_eq!(o, Outcome::Keep);
+        assert_eq!(out, json!({"phone": "*******5678", "dx": "I21.9"}));
+    }
+
+    #[test]
+    fn methods_do_what_they_say() {
+        let d = dict(&[]);
+        let step = compile(
+            r#"
+keys: {secretName: k}
+unmatched: keep
+rules:
+  - {field: pid, method: cryptoHash}
+  - {field: pid_sm3, method: cryptoHash, cryptoHash: {algorithm: HMAC-SM3}}
+  - {field: ref, method: cryptoHash, cryptoHash: {referenceIdOnly: true}}
+  - {field: secret, method: encrypt}
+  - {field: admitted, method: dateShift, dateShift: {maxDays: 30, patientIdField: pid}}
+  - {field: discharged, method: dateShift, dateShift: {maxDays: 30, patientIdField: pid}}
+  - {field: born, method: generalize, generalize: {to: year}}
+  - {field: age, method: generalize, generalize: {to: ageBand}}
+  - {field: old, method: generalize, generalize: {to: ageBand}}
+  - {field: birth_for_band, method: generalize, generalize: {to: ageBand, bandYears: 10}}
+  - {field: region, method: generalize, generalize: {to: regionPrefix, prefixLength: 4}}
+  - {field: weight, method: perturb, perturb: {maxAbs: 2}}
+  - {field: name, method: substitute, substitute: {value: "***"}}
+  - {field: name.family, method: redact}
+"#,
+            &d,
+        );
+        let input = json!({
+            "pid": "P1", "pid_sm3": "P1", "ref": "Patient/123", "secret": "秘密", "admitted": "2026-03-01T08:00:00+08:00",
+            "discharged": "20260310", "born": "19491231", "age": 37, "old": "93", "birth_for_band": "1990-06-15",
+            "region": "110105", "weight": 70, "name": {"family": "王"}, "other": "kept"
+        });
+        let (out, o) = run(&step, input.clone());
+        assert_eq!(o, Outcome::Keep, "{out}");
+        assert_eq!(out["pid"].as_str().unwrap().len(), 64);
+        assert_ne!(out["pid"], out["pid_sm3"]);
+        assert!(out["ref"].as_str().unwrap().starts_with("Patient/"));
+        assert_eq!(out["born"], "1949");
+        assert_eq!(out["age"], "35-39");
+        assert_eq!(out["old"], "90+");
+        assert_eq!(out["birth_for_band"], "30-39");
+        assert_eq!(out["region"], "1101");
+        assert_eq!(out["name"], "***");
+        assert_eq!(out["other"], "kept");
+        let w = out["weight"].as_i64().unwrap();
+        assert!((68..=72).contains(&w));
+        // Intervals survive the shift: 9 days apart before and after.
+        let a = DateValue::parse(out["admitted"].as_str().unwrap()).unwrap();
+        let b = DateValue::parse(out["discharged"].as_str().unwrap()).unwrap();
+        assert_eq!((b.date - a.date).get_days(), 9);
+        assert!(
+            out["admitted"]
+                .as_str()
+                .unwrap()
+                .ends_with("T08:00:00+08:00")
+        );
+        assert_ne!(out["admitted"], input["admitted"]);
+        // Deterministic except encrypt.
+        let (again, _) = run(&step, input);
+        assert_eq!(again["pid"], out["pid"]);
+        assert_eq!(again["admitted"], out["admitted"]);
+        assert_eq!(again["weight"], out["weight"]);
+        assert_ne!(again["secret"], out["secret"]);
+    }
+
+    #[test]
+    fn errors_quarantine_with_the_rule() {
+        let d = dict(&[]);
+        let step = compile(
+            "keys: {secretName: k}\nunmatched: keep\nrules: [{field: d, method: dateShift, dateShift: {maxDays: 3, patientIdField: pid}}]",
+            &d,
+        );
+        let (_, o) = run(&step, json!({"pid": "P1", "d": "yesterday"}));
+        assert!(
+            matches!(&o, Outcome::Quarantine { rule, reason } if rule.contains("rules[0]") && reason.contains("d is not a date")),
+            "{o:?}"
+        );
+        let (_, o) = run(&step, json!({"d": "2026-01-01"}));
+        assert!(
+            matches!(&o, Outcome::Quarantine { reason, .. } if reason.contains("patient id field pid")),
+            "{o:?}"
+        );
+    }
+
+    #[test]
+    fn nested_paths_and_arrays_follow_the_dictionary() {
+        let d = dict(&[
+            ("name.family", "direct", "PersonalAttributes"),
+            ("PID.3", "direct", "PersonalAttributes"),
+        ]);
+        let step = compile(
+            "keys: {secretName: k}\nrules:\n  - {field: PID.3, method: cryptoHash}\n  - {field: resourceType, method: keep}\n  - {field: name.given, method: keep}\n",
+            &d,
+        );
+        let (out, _) = run(
+            &step,
+            json!({"resourceType": "Patient", "name": [{"family": "王", "given": ["小明"]}, {"family": "李"}], "PID": {"3": {"1": "P1", "4": "HIS"}, "5": "x"}}),
+        );
+        assert_eq!(out["name"], json!([{"given": ["小明"]}]));
+        assert_eq!(out["PID"]["3"]["1"].as_str().unwrap().len(), 64);
+        assert!(out["PID"].get("5").is_none());
+    }
+
+    #[test]
+    fn missing_keys_fail_compilation_naming_the_secret() {
+        let d = dict(&[]);
+        let secrets = SecretStore::under_root(std::path::Path::new("/nonexistent"), &["k"]);
+        let ctx = CompileContext {
+            dictionary: &d,
+            secrets: &secrets,
+            as_of: jiff::civil::date(2026, 1, 1),
+        };
+        let spec: DeidentifyStep =
+            serde_yaml::from_str("keys: {secretName: k}\nrules: [{field: a, method: cryptoHash}]")
+                .unwrap();
+        let err = Deidentify::compile("d".into(), &spec, &ctx)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key hmac-key of Secret k"), "{err}");
+    }
+}

@@ -1,0 +1,478 @@
+//! The worker against real components on loopback: PostgreSQL (full load, incremental load,
+//! resume after a failure), a FHIR REST server with paging (an in-test HTTP server), and the
+//! HL7 v2 MLLP listener (ACKs, garbage, half-open connections, over-long and truncated frames).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use medplat::api::audit::AuditEmitter;
+use medplat::api::data_source::Charset;
+use medplat::api::resolved::ResolvedPipeline;
+use medplat::worker::charset::{decode, encode};
+use medplat::worker::engine::{self, RunOptions, RunReport};
+use medplat::worker::local::resolve_from_manifests;
+use medplat::worker::manifest::WriteMode;
+use medplat::worker::mllp::{self, ListenArgs, Listener};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn run(rt: &tokio::runtime::Runtime, doc: &ResolvedPipeline) -> RunReport {
+    engine::run(
+        doc,
+        &RunOptions {
+            run_id: None,
+            as_of: jiff::civil::date(2026, 11, 28),
+            audit: Arc::new(AuditEmitter::to_writer(Box::new(Captured::default()))),
+            runtime: rt.handle().clone(),
+            object_store_override: None,
+        },
+    )
+}
+
+/// Tiers, a pipeline from `source` (a DataSource body) into `out/data`, and grants.
+fn write_manifests(dir: &Path, source: &str, steps: &str) {
+    let text = format!(
+        r#"
+apiVersion: medplat.io/v1alpha1
+kind: StorageTier
+metadata: {{name: out}}
+spec: {{domain: clinical, maxLevel: L4, encryption: required, backend: {{volume: {{storageClassName: s, size: 1Gi}}}}, retentionDays: 30}}
+---
+apiVersion: medplat.io/v1alpha1
+kind: DataSource
+metadata: {{name: src, namespace: t}}
+spec:
+{source}
+  classification: {{level: L4, domain: clinical}}
+  fields: []
+---
+apiVersion: medplat.io/v1alpha1
+kind: Pipeline
+metadata: {{name: p, namespace: t}}
+spec:
+  purpose: Treatment
+  sources: [src]
+  steps: {steps}
+  sink: {{tier: out, dataset: data}}
+---
+apiVersion: medplat.io/v1alpha1
+kind: AccessPolicy
+metadata: {{name: grants, namespace: t}}
+spec:
+  purpose: Treatment
+  subjects: [{{kind: ServiceAccount, name: medplat-pipeline-p}}]
+  rules:
+    - {{resources: {{kind: DataSource, names: [src]}}, verbs: [read]}}
+    - {{resources: {{kind: StorageTier, names: [out]}}, verbs: [write]}}
+"#
+    );
+    std::fs::create_dir_all(dir.join("manifests")).unwrap();
+    std::fs::write(dir.join("manifests/all.yaml"), text).unwrap();
+}
+
+fn doc(dir: &Path) -> ResolvedPipeline {
+    resolve_from_manifests(
+        &dir.join("manifests"),
+        "t",
+        "p",
+        &dir.join("data"),
+        &dir.join("secrets"),
+    )
+    .unwrap()
+}
+
+fn secret(dir: &Path, name: &str, key: &str, value: &str) {
+    std::fs::create_dir_all(dir.join("secrets").join(name)).unwrap();
+    std::fs::write(dir.join("secrets").join(name).join(key), value).unwrap();
+}
+
+fn output_rows(dir: &Path) -> Vec<serde_json::Value> {
+    let data = dir.join("data/out/data");
+    let mut names: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("part-"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .flat_map(|n| {
+            std::fs::read_to_string(data.join(n))
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn pg_url() -> Option<String> {
+    match std::env::var("MEDPLAT_TEST_PG_URL") {
+        Ok(u) => Some(u),
+        Err(_) => {
+            assert!(
+                std::env::var("MEDPLAT_REQUIRE_REAL_TOOLS").as_deref() != Ok("1"),
+                "MEDPLAT_TEST_PG_URL is unset but MEDPLAT_REQUIRE_REAL_TOOLS=1"
+            );
+            eprintln!(
+                "SKIPPING worker PostgreSQL test: MEDPLAT_TEST_PG_URL is unset (run under scripts/lib/with-services.sh)"
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn worker_postgres_full_incremental_and_resume_after_failure() {
+    let Some(url) = pg_url() else { return };
+    let rt = runtime();
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = format!("medplat_worker_{}", std::process::id());
+    let admin = |db: Option<&str>| {
+        let mut c = config.clone();
+        if let Some(d) = db {
+            c.dbname(d);
+        }
+        rt.block_on(async move {
+            let (client, conn) = c.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            client
+        })
+    };
+    let root = admin(None);
+    rt.block_on(async {
+        root.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+            .await
+            .unwrap();
+        root.batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .unwrap();
+    });
+    let client = admin(Some(&db));
+    let exec = |sql: &str| rt.block_on(client.batch_execute(sql)).unwrap();
+    exec(
+        "CREATE SCHEMA his; CREATE TABLE his.patient (patient_id text, name text, birth_date date, updated_at timestamptz);
+         INSERT INTO his.patient SELECT 'P' || i, '患者' || i, DATE '1980-01-01' + i, TIMESTAMPTZ '2026-11-01 00:00:00+00' + i * INTERVAL '1 hour' FROM generate_series(1, 5) i;",
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    secret(d, "pg", "username", "medplat\n");
+    secret(d, "pg", "password", "unused-with-trust-auth\n");
+    write_manifests(
+        d,
+        &format!(
+            "  system: HIS\n  connector: {{postgres: {{host: 127.0.0.1, port: {port}, database: {db}, table: his.patient, watermarkColumn: updated_at, sslMode: disable}}}}\n  credentials: {{secretName: pg}}"
+        ),
+        "[{validate: {onFail: fail, rules: [{name: no-poison, field: name, pattern: \"[^!]*\"}]}}]",
+    );
+
+    // Full load.
+    let first = run(&rt, &doc(d));
+    assert!(first.error.is_none(), "{:?}", first.error);
+    let m = first.manifest.unwrap();
+    assert_eq!(m.mode, WriteMode::Replace);
+    assert_eq!(m.counts.records_out, 5);
+    assert!(
+        m.watermarks["src"].starts_with("2026-11-01 05:00:00"),
+        "{:?}",
+        m.watermarks
+    );
+    assert_eq!(output_rows(d).len(), 5);
+    assert_eq!(output_rows(d)[0]["birth_date"], "1980-01-02");
+
+    // Incremental: only the new rows are read, appended as a new part.
+    exec(
+        "INSERT INTO his.patient VALUES ('P6', '患者6', '1990-01-01', '2026-11-02 00:00:00+00'), ('P7', '患者7', '1990-01-02', '2026-11-02 01:00:00+00');",
+    );
+    let second = run(&rt, &doc(d));
+    let m2 = second.manifest.unwrap();
+    assert_eq!(m2.mode, WriteMode::Append);
+    assert_eq!(m2.counts.records_in, 2);
+    assert_eq!(m2.files.len(), 2);
+    assert_eq!(m2.files[1].path, "part-00001.ndjson");
+    assert_eq!(output_rows(d).len(), 7);
+
+    // A run that fails after reading commits nothing and does not move the checkpoint.
+    exec(
+        "INSERT INTO his.patient VALUES ('P8', '患者8', '1990-01-03', '2026-11-03 00:00:00+00'), ('P9', 'bad!', '1990-01-04', '2026-11-03 01:00:00+00');",
+    );
+    let failed = run(&rt, &doc(d));
+    assert!(
+        failed
+            .summary
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("rule no-poison failed"),
+        "{:?}",
+        failed.summary.message
+    );
+    assert_eq!(output_rows(d).len(), 7);
+    // Resume: fix the row; the rerun picks up both rows since the last committed watermark.
+    exec("UPDATE his.patient SET name = '患者9' WHERE patient_id = 'P9';");
+    let resumed = run(&rt, &doc(d));
+    let m3 = resumed.manifest.unwrap();
+    assert_eq!(m3.counts.records_in, 2);
+    assert!(m3.watermarks["src"].starts_with("2026-11-03 01:00:00"));
+    let rows = output_rows(d);
+    assert_eq!(rows.len(), 9);
+    let ids: Vec<_> = rows
+        .iter()
+        .map(|r| r["patient_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, (1..=9).map(|i| format!("P{i}")).collect::<Vec<_>>());
+
+    drop(client);
+    rt.block_on(async {
+        root.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .await
+            .unwrap();
+    });
+}
+
+async fn fhir_server() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::extract::{Path as AxPath, Query};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/fhir", listener.local_addr().unwrap());
+    let base2 = base.clone();
+    let app = axum::Router::new().route(
+        "/fhir/{rt}",
+        get(move |AxPath(rt): AxPath<String>, Query(q): Query<std::collections::HashMap<String, String>>, headers: HeaderMap| {
+            let base = base2.clone();
+            async move {
+                if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer t0ken") {
+                    return (StatusCode::UNAUTHORIZED, String::new());
+                }
+                let page: u32 = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+                let body = match (rt.as_str(), page) {
+                    ("Patient", 1) => serde_json::json!({"resourceType": "Bundle", "entry": [
+                        {"resource": {"resourceType": "Patient", "id": "1", "name": [{"family": "王"}]}},
+                        {"resource": {"resourceType": "Patient", "id": "2"}}],
+                        "link": [{"relation": "self", "url": format!("{base}/Patient")}, {"relation": "next", "url": format!("{base}/Patient?page=2&_count=2")}]}),
+                    ("Patient", 2) => serde_json::json!({"resourceType": "Bundle", "entry": [
+                        {"resource": {"resourceType": "Patient", "id": "3"}}, {"fullUrl": "x"}]}),
+                    ("Observation", _) => serde_json::json!({"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Observation", "id": "o1"}}]}),
+                    _ => return (StatusCode::INTERNAL_SERVER_ERROR, "boom".to_string()),
+                };
+                (StatusCode::OK, body.to_string())
+            }
+        }),
+    );
+    let handle = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (base, handle)
+}
+
+#[test]
+fn worker_fhir_rest_follows_paging_and_fails_cleanly_on_server_errors() {
+    let rt = runtime();
+    let (base, server) = rt.block_on(fhir_server());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    secret(d, "fhir", "token", "t0ken\n");
+    let source = |types: &str| {
+        format!(
+            "  system: CDR\n  connector: {{fhir: {{baseUrl: \"{base}\", resourceTypes: [{types}], pageSize: 2}}}}\n  credentials: {{secretName: fhir, tokenKey: token}}"
+        )
+    };
+    write_manifests(d, &source("Patient, Observation"), "[]");
+    let report = run(&rt, &doc(d));
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!(report.summary.records.records_out, 4);
+    assert_eq!(report.summary.records.quarantined, 1);
+    let ids: Vec<_> = output_rows(d)
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["1", "2", "3", "o1"]);
+
+    // A server error fails the run and keeps the committed version.
+    write_manifests(d, &source("Patient, Encounter"), "[]");
+    let failed = run(&rt, &doc(d));
+    assert!(
+        failed
+            .summary
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("HTTP 500"),
+        "{:?}",
+        failed.summary.message
+    );
+    assert_eq!(output_rows(d).len(), 4);
+    // A wrong token is refused by the server: the run fails, naming no secret value.
+    secret(d, "fhir", "token", "wrong");
+    write_manifests(d, &source("Patient"), "[]");
+    let denied = run(&rt, &doc(d));
+    let msg = denied.summary.message.unwrap();
+    assert!(msg.contains("HTTP 401") && !msg.contains("wrong"), "{msg}");
+    server.abort();
+}
+
+const ADT: &str = "MSH|^~\\&|HIS|HOSP|MEDPLAT|HOSP|20261128093000||ADT^A01^ADT_A01|MSG0001|P|2.5|||||CHN|GB18030\rPID|1||P1^^^HIS^PI||王^小明||19491231|M\r";
+
+async fn exchange(stream: &mut tokio::net::TcpStream, bytes: &[u8]) -> String {
+    stream.write_all(bytes).await.unwrap();
+    read_ack(stream).await
+}
+
+async fn read_ack(stream: &mut tokio::net::TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 1, "connection closed before the ACK");
+        buf.push(b[0]);
+        if buf.ends_with(&[mllp::END, b'\r']) {
+            break;
+        }
+    }
+    decode(&buf[1..buf.len() - 2], Charset::Gb18030)
+        .unwrap()
+        .into_owned()
+}
+
+#[test]
+fn worker_mllp_listener_acks_lands_and_survives_bad_clients() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let landing = dir.path().join("inbox");
+    let audit = Captured::default();
+    let args = ListenArgs {
+        port: 0,
+        bind: "127.0.0.1".into(),
+        charset: Charset::Gb18030,
+        landing_dir: landing.clone(),
+        source: "clinical/adt-feed".into(),
+        message_types: vec!["ADT^A01".into(), "ADT^A02".into()],
+        max_message_bytes: 2048,
+        idle_timeout_seconds: 1,
+        level: medplat::api::classification::Level::L4,
+        service_account: "medplat-source-adt-feed".into(),
+    };
+    let listener = Listener::new(
+        args,
+        Arc::new(AuditEmitter::to_writer(Box::new(audit.clone()))),
+    )
+    .unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(listener.clone().serve(tcp, async move {
+            let _ = stop_rx.await;
+        }));
+
+        // A half-open client: a start block and part of a message, then silence.
+        let mut stuck = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stuck.write_all(&[mllp::START]).await.unwrap();
+        stuck.write_all(b"MSH|^~\\&|HIS").await.unwrap();
+
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let good = mllp::frame(&encode(ADT, Charset::Gb18030));
+        let ack = exchange(&mut c, &good).await;
+        assert!(ack.contains("\rMSA|AA|MSG0001|"), "{ack}");
+        assert!(ack.starts_with("MSH|^~\\&|MEDPLAT|HOSP|HIS|HOSP|"), "{ack}");
+
+        // Garbage before a frame is skipped.
+        let mut noisy = b"hello\r\n\x00\xff".to_vec();
+        noisy.extend_from_slice(&mllp::frame(&encode(
+            &ADT.replace("MSG0001", "MSG0002"),
+            Charset::Gb18030,
+        )));
+        assert!(exchange(&mut c, &noisy).await.contains("MSA|AA|MSG0002"));
+
+        // Rejections carry a reason.
+        let ack = exchange(&mut c, &mllp::frame(b"PID|1||x")).await;
+        assert!(
+            ack.contains("MSA|AR||message does not start with an MSH segment"),
+            "{ack}"
+        );
+        let ack = exchange(
+            &mut c,
+            &mllp::frame(&encode(
+                &ADT.replace("ADT^A01^ADT_A01", "ADT^A08"),
+                Charset::Gb18030,
+            )),
+        )
+        .await;
+        assert!(
+            ack.contains("MSA|AR|MSG0001|message type ADT\\S\\A08 is not accepted"),
+            "{ack}"
+        );
+        let mut bad_bytes = encode(ADT, Charset::Gb18030).into_owned();
+        bad_bytes.extend_from_slice(b"\x81\x20");
+        let ack = exchange(&mut c, &mllp::frame(&bad_bytes)).await;
+        assert!(
+            ack.contains("MSA|AR||message is not valid GB18030"),
+            "{ack}"
+        );
+        let huge = format!("{ADT}{}", "NTE|1||".repeat(400));
+        let ack = exchange(&mut c, &mllp::frame(huge.as_bytes())).await;
+        assert!(ack.contains("MSA|AR||message exceeds 2048 bytes"), "{ack}");
+        // A frame cut short by the next start block is rejected, the next one accepted.
+        let mut truncated = vec![mllp::START];
+        truncated.extend_from_slice(b"MSH|^~\\&|cut");
+        truncated.extend_from_slice(&mllp::frame(&encode(
+            &ADT.replace("MSG0001", "MSG0003"),
+            Charset::Gb18030,
+        )));
+        c.write_all(&truncated).await.unwrap();
+        assert!(read_ack(&mut c).await.contains("MSA|AR||frame truncated"));
+        assert!(read_ack(&mut c).await.contains("MSA|AA|MSG0003"));
+
+        // The half-open client is dropped after the idle timeout.
+        let mut one = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(5), stuck.read(&mut one))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        assert_eq!(n, 0, "idle connection closed");
+
+        let _ = stop_tx.send(());
+        server.await.unwrap();
+    });
+
+    let mut landed: Vec<_> = std::fs::read_dir(&landing)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    landed.sort();
+    assert_eq!(landed.len(), 3, "{landed:?}");
+    let first = std::fs::read(&landed[0]).unwrap();
+    assert_eq!(first, encode(ADT, Charset::Gb18030).into_owned());
+    let events = String::from_utf8(audit.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(events.lines().count(), 3);
+    assert!(events.contains("\"who\":\"system:serviceaccount:clinical:medplat-source-adt-feed\""));
+}
