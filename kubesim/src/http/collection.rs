@@ -36,6 +36,7 @@ pub(super) fn list(
     query: &[(String, String)],
     as_table: bool,
     include: IncludeObject,
+    as_metadata: bool,
 ) -> Result<Response<Body>, ApiError> {
     let limit = match param(query, "limit") {
         None | Some("") => None,
@@ -125,6 +126,17 @@ pub(super) fn list(
             &table(rt, &owned, &rv, next.as_deref(), include),
         ));
     }
+    if as_metadata {
+        let items: Vec<Value> = out.iter().map(|o| super::table::partial(o)).collect();
+        let mut meta = json!({"resourceVersion": rv});
+        if let Some(n) = next {
+            meta["continue"] = json!(n);
+        }
+        return Ok(json_response(
+            200,
+            &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
+        ));
+    }
     let mut meta = json!({"resourceVersion": rv});
     if let Some(n) = next {
         meta["continue"] = json!(n);
@@ -145,6 +157,7 @@ pub(super) fn list(
     Ok(super::bytes_response(200, bytes))
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn watch(
     shared: &Arc<Shared>,
     rt: &Arc<ResourceType>,
@@ -153,6 +166,7 @@ pub(super) fn watch(
     fields: FieldSelector,
     query: &[(String, String)],
     table: Option<IncludeObject>,
+    metadata_only: bool,
 ) -> Result<Response<Body>, ApiError> {
     let send_initial = param(query, "sendInitialEvents") == Some("true");
     let bookmarks = param(query, "allowWatchBookmarks") == Some("true");
@@ -189,6 +203,7 @@ pub(super) fn watch(
         initial_events_end: send_initial,
         timeout,
         table,
+        metadata_only,
     };
     match shared.objects.store().watch(&rt.storage, from) {
         Ok(start) => Ok(stream_response(super::watch::stream(

@@ -159,6 +159,7 @@ pub async fn handle(
         .to_string();
     let watching = rp.legacy_watch || matches!(param(query, "watch"), Some("true" | "1"));
     let as_table = wants_table(accept);
+    let as_metadata = !as_table && super::table::wants_metadata(accept);
     let include = match param(query, "includeObject") {
         Some("None") => IncludeObject::None,
         Some("Object") => IncludeObject::Object,
@@ -233,6 +234,9 @@ pub async fn handle(
                     &table(&rt, &[served], &rv, None, include),
                 ));
             }
+            if as_metadata {
+                return Ok(json_response(200, &super::table::partial(&served)));
+            }
             Ok(json_response(200, &served))
         }
         (&Method::GET, name) => {
@@ -259,6 +263,7 @@ pub async fn handle(
                     fields,
                     query,
                     as_table.then_some(include),
+                    as_metadata,
                 )
             } else {
                 super::collection::list(
@@ -270,6 +275,7 @@ pub async fn handle(
                     query,
                     as_table,
                     include,
+                    as_metadata,
                 )
             }
         }
