@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::api::{self, AccessPolicy, DataSource, Pipeline, Platform, StorageTier};
 use crate::manifests::LoadedObject;
+use crate::policy::placement::{audit_tier_problem, source_placement};
 use crate::policy::{Enforcement, NamedPolicy, PipelineContext, evaluate_pipeline};
 
 /// How serious a problem is.
@@ -178,6 +179,7 @@ pub fn check_objects(objects: &[LoadedObject], now: Timestamp) -> Report {
         }
     }
 
+    report.problems.extend(world.source_problems());
     report.problems.extend(world.platform_problems());
     for (obj, pipeline) in &world.pipelines {
         report.pipelines += 1;
@@ -199,6 +201,7 @@ struct World {
     policies: BTreeMap<String, Vec<AccessPolicy>>,
     pipelines: Vec<(LoadedObject, Pipeline)>,
     platforms: Vec<(LoadedObject, Platform)>,
+    source_objects: Vec<(LoadedObject, DataSource)>,
 }
 
 impl World {
@@ -209,10 +212,12 @@ impl World {
                 self.tiers.insert(obj.name().into(), obj.typed()?);
             }
             "DataSource" => {
+                let source: DataSource = obj.typed()?;
+                self.source_objects.push((obj.clone(), source.clone()));
                 self.sources
                     .entry(ns)
                     .or_default()
-                    .insert(obj.name().into(), obj.typed()?);
+                    .insert(obj.name().into(), source);
             }
             "AccessPolicy" => self.policies.entry(ns).or_default().push(obj.typed()?),
             "Pipeline" => {
@@ -224,6 +229,29 @@ impl World {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Where each source's data lands or rests, against the tiers of the set.
+    fn source_problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        for (obj, source) in &self.source_objects {
+            let tier = |name: &str| self.tiers.get(name).map(|t| &t.spec);
+            for p in source_placement(&source.spec, tier) {
+                out.push(Problem {
+                    file: obj.location(),
+                    object: obj.display_name(),
+                    field: p.field.into(),
+                    reason: p.problem.reason.into(),
+                    message: p.problem.message,
+                    severity: if p.blocks {
+                        Severity::Error
+                    } else {
+                        Severity::Warning
+                    },
+                });
+            }
+        }
+        out
     }
 
     fn platform_problems(&self) -> Vec<Problem> {
@@ -253,15 +281,12 @@ impl World {
                     "TierNotFound",
                     format!("StorageTier {audit} is not in the manifests"),
                 ),
-                Some(t) if t.spec.retention_days < 180 => problem(
-                    "spec.logging.auditTier",
-                    "AuditRetentionTooShort",
-                    format!(
-                        "StorageTier {audit} keeps data {} days; audit logs must be kept at least 180 days",
-                        t.spec.retention_days
-                    ),
-                ),
-                _ => {}
+                Some(t) => {
+                    if let Some(p) = audit_tier_problem(&platform.spec.logging, audit, &t.spec) {
+                        problem("spec.logging.auditTier", p.reason, p.message)
+                    }
+                }
+                None => {}
             }
         }
         out

@@ -14,4 +14,5 @@ pub mod node_agent;
 pub mod policy;
 pub mod render;
 pub mod sandbox;
+pub mod webhook;
 pub mod worker;

@@ -114,12 +114,12 @@ fn the_hospital_pipelines_get_the_levels_they_are_designed_for() {
     }
 }
 
-/// The `# expect: Reason field` lines of a violation file.
-fn expectations(path: &Path) -> BTreeSet<(String, String)> {
+/// The `# <prefix> Reason field` lines of a violation file (`expect:` errors, `warn:` warnings).
+fn expectations(path: &Path, prefix: &str) -> BTreeSet<(String, String)> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
-        .filter_map(|l| l.strip_prefix("# expect: "))
+        .filter_map(|l| l.strip_prefix(prefix))
         .map(|l| {
             let (reason, field) = l.split_once(' ').unwrap();
             (reason.to_string(), field.trim().to_string())
@@ -139,7 +139,8 @@ fn every_violation_fails_exactly_as_documented() {
     assert!(files.len() >= 10, "only {} violation examples", files.len());
     let mut failures = Vec::new();
     for file in files {
-        let expected = expectations(&file);
+        let expected = expectations(&file, "# expect: ");
+        let expected_warnings = expectations(&file, "# warn: ");
         assert!(
             !expected.is_empty(),
             "{} has no '# expect:' header",
@@ -148,23 +149,25 @@ fn every_violation_fails_exactly_as_documented() {
         let mut objects = hospital();
         objects.extend(load(std::slice::from_ref(&file)).unwrap());
         let report = check_objects(&objects, now());
-        let got: BTreeSet<(String, String)> = report
-            .problems
-            .iter()
-            .filter(|p| p.file.starts_with(&file.display().to_string()))
-            .map(|p| {
-                assert_eq!(p.severity, Severity::Error);
-                (p.reason.clone(), p.field.clone())
-            })
-            .collect();
+        let found = |severity| -> BTreeSet<(String, String)> {
+            report
+                .problems
+                .iter()
+                .filter(|p| p.file.starts_with(&file.display().to_string()))
+                .filter(|p| p.severity == severity)
+                .map(|p| (p.reason.clone(), p.field.clone()))
+                .collect()
+        };
+        let got = found(Severity::Error);
+        let warned = found(Severity::Warning);
         let others: Vec<_> = report
             .problems
             .iter()
             .filter(|p| !p.file.starts_with(&file.display().to_string()))
             .collect();
-        if got != expected || !others.is_empty() {
+        if got != expected || warned != expected_warnings || !others.is_empty() {
             failures.push(format!(
-                "{}: expected {expected:?}, got {got:?}, elsewhere {others:?}",
+                "{}: expected {expected:?}, got {got:?}; warnings expected {expected_warnings:?}, got {warned:?}; elsewhere {others:?}",
                 file.display()
             ));
         }

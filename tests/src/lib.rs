@@ -170,6 +170,100 @@ impl Cluster {
     }
 }
 
+/// The namespace the webhook's Secret lives in, as `medplat run --operator-namespace`.
+pub const OPERATOR_NAMESPACE: &str = "medplat-system";
+/// The ValidatingWebhookConfiguration the webhook keeps `caBundle` of.
+pub const WEBHOOK_CONFIG: &str = "medplat";
+/// The Secret holding the webhook's certificate.
+pub const WEBHOOK_SECRET: &str = "medplat-webhook-tls";
+
+/// A running admission webhook (one replica); stopping it closes its port.
+pub struct RunningWebhook {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    /// Its address and CA.
+    pub webhook: medplat::webhook::Webhook,
+}
+
+impl RunningWebhook {
+    /// The URL the API server calls.
+    pub fn url(&self) -> String {
+        format!(
+            "https://127.0.0.1:{}{}",
+            self.webhook.local_addr.port(),
+            medplat::webhook::config::VALIDATE_PATH
+        )
+    }
+
+    /// Stops it and waits until its port is closed.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.task).await;
+    }
+}
+
+impl Cluster {
+    /// Starts a webhook replica on a loopback port beside `operator`, reading its caches, with
+    /// its certificate from (or generated into) Secret `medplat-system/medplat-webhook-tls`.
+    pub async fn start_webhook(&self, operator: &RunningOperator) -> RunningWebhook {
+        use medplat::webhook::{CertSource, ServingIdentity, WebhookOptions};
+        let options = WebhookOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            cert: CertSource {
+                namespace: OPERATOR_NAMESPACE.into(),
+                secret: WEBHOOK_SECRET.into(),
+                identity: ServingIdentity {
+                    service: "medplat-webhook".into(),
+                    namespace: OPERATOR_NAMESPACE.into(),
+                    extra_dns: vec!["localhost".into()],
+                    extra_ips: vec!["127.0.0.1".parse().unwrap()],
+                },
+                config_name: Some(WEBHOOK_CONFIG.into()),
+            },
+        };
+        let (stop, mut rx) = watch::channel(false);
+        let shutdown = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+        .boxed()
+        .shared();
+        let (webhook, run) = medplat::webhook::start(
+            self.client.clone(),
+            operator.operator.context.parents.clone(),
+            options,
+            shutdown,
+        )
+        .await
+        .unwrap();
+        RunningWebhook {
+            stop,
+            task: tokio::spawn(run),
+            webhook,
+        }
+    }
+
+    /// Registers (or re-registers) the ValidatingWebhookConfiguration, as the chart renders it
+    /// but calling `url` (kubesim has no cluster DNS for Services) and without `caBundle`:
+    /// the webhook writes it.
+    pub async fn register_webhook(
+        &self,
+        url: &str,
+        failure_policy: medplat::webhook::FailurePolicy,
+    ) {
+        use medplat::webhook::{WebhookConfigOptions, WebhookTarget};
+        let mut opts =
+            WebhookConfigOptions::in_cluster(WEBHOOK_CONFIG, "medplat-webhook", OPERATOR_NAMESPACE);
+        opts.target = WebhookTarget::Url(url.into());
+        opts.failure_policy = failure_policy;
+        let mut vwc =
+            serde_json::to_value(medplat::webhook::validating_webhook_configuration(&opts))
+                .unwrap();
+        vwc["apiVersion"] = "admissionregistration.k8s.io/v1".into();
+        vwc["kind"] = "ValidatingWebhookConfiguration".into();
+        self.apply(&vwc).await;
+    }
+}
+
 /// The repository's root directory.
 pub fn repo_root() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -57,6 +57,9 @@ pub struct RunArgs {
     /// How long in-flight reconciles may take to finish after a shutdown signal, in seconds.
     #[arg(long, default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+    /// The admission webhook (`--webhook-*`, `--operator-namespace`).
+    #[command(flatten)]
+    pub webhook: crate::webhook::cli::WebhookArgs,
 }
 
 impl RunArgs {
@@ -97,6 +100,9 @@ pub enum RunError {
     /// Leader election failed or leadership was lost.
     #[error(transparent)]
     Leader(#[from] crate::controller::leader::LeaderError),
+    /// The admission webhook could not start.
+    #[error(transparent)]
+    Webhook(#[from] crate::webhook::WebhookError),
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -185,6 +191,26 @@ async fn run_async(args: RunArgs) -> Result<(), RunError> {
     let shutdown = shutdown_signal();
     let (operator, watches) = Operator::start_caches(client.clone(), args.settings())?;
     let watches = tokio::spawn(watches);
+
+    // Admission webhook: on every replica, reading the controllers' caches.
+    let webhook = match args.webhook.options(&args.operator_namespace) {
+        Some(options) => {
+            let (_, serve) = crate::webhook::start(
+                client.clone(),
+                operator.context.parents.clone(),
+                options,
+                shutdown.clone(),
+            )
+            .await?;
+            Some(tokio::spawn(serve))
+        }
+        None => {
+            tracing::info!("admission webhook turned off");
+            None
+        }
+    };
+    // End of the admission webhook.
+
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .map_err(|source| RunError::Listen {
@@ -232,6 +258,9 @@ async fn run_async(args: RunArgs) -> Result<(), RunError> {
     };
     watches.abort();
     health.abort();
+    if let Some(webhook) = webhook {
+        webhook.abort();
+    }
     tracing::info!("medplat operator stopped");
     result
 }

@@ -7,6 +7,7 @@ pub mod grants;
 pub mod hardening;
 pub mod lowering;
 pub mod pipeline;
+pub mod placement;
 pub mod violation;
 
 pub use grants::NamedPolicy;
