@@ -227,3 +227,40 @@ fn check_json_output_is_machine_readable() {
     assert_eq!(p["object"], "Pipeline/clinical/quality-audit");
     assert_eq!(p["severity"], "error");
 }
+
+#[test]
+fn the_sandbox_embeds_exactly_the_example_hospital() {
+    use medplat::sandbox::embedded::{DEV_SECRETS, MANIFESTS};
+    let dir = repo().join("examples/hospital");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    let embedded: Vec<String> = MANIFESTS.iter().map(|(f, _)| f.to_string()).collect();
+    assert_eq!(embedded, files, "update operator/src/sandbox/embedded.rs");
+    for (file, text) in MANIFESTS {
+        assert_eq!(*text, std::fs::read_to_string(dir.join(file)).unwrap());
+    }
+    let mut secrets: Vec<(String, String)> = Vec::new();
+    for s in std::fs::read_dir(dir.join("secrets")).unwrap() {
+        let s = s.unwrap().path();
+        if s.is_dir() {
+            for k in std::fs::read_dir(&s).unwrap() {
+                let k = k.unwrap().path();
+                secrets.push((
+                    s.file_name().unwrap().to_string_lossy().into_owned(),
+                    k.file_name().unwrap().to_string_lossy().into_owned(),
+                ));
+            }
+        }
+    }
+    secrets.sort();
+    let mut embedded: Vec<(String, String)> = DEV_SECRETS
+        .iter()
+        .map(|(s, k, _)| (s.to_string(), k.to_string()))
+        .collect();
+    embedded.sort();
+    assert_eq!(embedded, secrets, "update operator/src/sandbox/embedded.rs");
+}

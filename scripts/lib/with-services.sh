@@ -6,6 +6,8 @@ need_pkgs=()
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
 command -v amtool >/dev/null || need_pkgs+=(prometheus-alertmanager)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
+# Packaging tests: Argo CD's health scripts are Lua 5.1.
+command -v lua5.1 >/dev/null || need_pkgs+=(lua5.1)
 if ((${#need_pkgs[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     echo "test-all: installing ${need_pkgs[*]} with apt" >&2
@@ -15,6 +17,12 @@ if ((${#need_pkgs[@]})); then
     echo "test-all: missing packages: ${need_pkgs[*]} (install them, e.g. sudo apt-get install ${need_pkgs[*]})" >&2
     exit 2
   fi
+fi
+# Packaging tests: the Helm chart is rendered by Helm's own engine (PyPI helm-python-sdk).
+if ! python3 -c 'import helm_python' 2>/dev/null; then
+  echo "test-all: installing helm-python-sdk with pip" >&2
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore helm-python-sdk==0.2.2 ||
+    { echo "test-all: cannot install helm-python-sdk (pip install helm-python-sdk)" >&2; exit 2; }
 fi
 # The Debian prometheus packages start daemons on install; the tests run their own.
 for svc in prometheus prometheus-alertmanager prometheus-node-exporter; do

@@ -3,8 +3,10 @@
 pub mod alerts;
 pub mod check;
 pub mod crd;
+pub mod install;
 pub mod node_agent;
 pub mod run;
+pub mod sandbox;
 pub mod worker;
 
 use std::process::ExitCode;
@@ -29,8 +31,13 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Run the operator: every controller, with metrics and health endpoints.
     Run(run::RunArgs),
+    /// Try medplat with no cluster: a simulated cluster running the example hospital.
+    Sandbox(sandbox::SandboxArgs),
     /// Print the alert rules rendered from a Platform (PrometheusRule or a plain rules file).
     Alerts(alerts::AlertsArgs),
+    /// Print the operator's install objects (and the CRDs) as one YAML stream, or write the
+    /// kustomize base or the Helm chart's generated files.
+    InstallManifests(install::InstallArgs),
     /// Scan this node against the hardening baseline and report its NodeCompliance status.
     NodeAgent(node_agent::NodeAgentArgs),
     /// The data plane: run a pipeline, or serve an HL7 v2 MLLP listener.
@@ -39,12 +46,19 @@ pub enum Command {
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    init_process();
+    // The sandbox prints a summary; the operator inside it should not drown it in logs.
+    init_process(if matches!(cli.command, Command::Sandbox(_)) {
+        "warn"
+    } else {
+        "info"
+    });
     match cli.command {
         Command::Crd(args) => report(crd::run(&args)),
         Command::Check(args) => check::run(&args),
         Command::Run(args) => run::run(args),
+        Command::Sandbox(args) => sandbox::run(args),
         Command::Alerts(args) => report(alerts::run(&args)),
+        Command::InstallManifests(args) => report(install::run(&args)),
         Command::NodeAgent(args) => report(node_agent::run(&args)),
         Command::Worker(args) => worker::run(&args),
     }
@@ -54,11 +68,11 @@ pub fn run(cli: Cli) -> ExitCode {
 ///
 /// Logs go to stderr; `MEDPLAT_LOG_FORMAT=json` gives one JSON object per line for the log
 /// collector, anything else readable text. `RUST_LOG` filters them (default `info`).
-pub fn init_process() {
+pub fn init_process(default_filter: &str) {
     // A second install (tests calling this twice) is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let json = std::env::var("MEDPLAT_LOG_FORMAT").is_ok_and(|v| v == "json");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -14,6 +14,7 @@ use axum::routing::get;
 use clap::Args;
 use futures::FutureExt;
 
+use crate::controller::leader::{LeaderConfig, run_as_leader};
 use crate::controller::{Context, Operator, Settings};
 use crate::render::settings::WorkloadSettings;
 
@@ -21,8 +22,25 @@ use crate::render::settings::WorkloadSettings;
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Watch only this namespace (all namespaces when unset).
-    #[arg(long, env = "MEDPLAT_NAMESPACE")]
+    #[arg(
+        long = "watch-namespace",
+        alias = "namespace",
+        env = "MEDPLAT_NAMESPACE"
+    )]
     pub namespace: Option<String>,
+    /// The operator's own namespace: where its Lease and webhook Secret live.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "medplat-system")]
+    pub operator_namespace: String,
+    /// Elect a leader among replicas with a Lease; only the leader reconciles.
+    #[arg(long, env = "MEDPLAT_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// The Lease's name.
+    #[arg(long, default_value = "medplat-operator")]
+    pub lease_name: String,
+    /// How long the Lease is valid after a renewal, in seconds; a follower takes over at most
+    /// this long after the leader dies.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration_secs: u64,
     /// Address of the metrics and health endpoints.
     #[arg(long, default_value = "0.0.0.0:8080", env = "MEDPLAT_METRICS_ADDR")]
     pub metrics_addr: SocketAddr,
@@ -38,7 +56,7 @@ pub struct RunArgs {
     /// How long in-flight reconciles may take to finish after a shutdown signal, in seconds.
     #[arg(long, default_value_t = 20)]
     pub shutdown_grace_secs: u64,
-    /// The admission webhook (`--webhook-*`, `--operator-namespace`).
+    /// The admission webhook (`--webhook-*`).
     #[command(flatten)]
     pub webhook: crate::webhook::cli::WebhookArgs,
 }
@@ -80,6 +98,9 @@ pub enum RunError {
     /// The admission webhook could not start.
     #[error(transparent)]
     Webhook(#[from] crate::webhook::WebhookError),
+    /// Leader election failed or leadership was lost.
+    #[error(transparent)]
+    Leader(#[from] crate::controller::leader::LeaderError),
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -160,21 +181,31 @@ pub fn shutdown_signal() -> futures::future::Shared<futures::future::BoxFuture<'
 }
 
 async fn run_async(args: RunArgs) -> Result<(), RunError> {
-    let client = kube::Client::try_default()
+    let mut config = kube::Config::infer()
         .await
-        .map_err(RunError::Client)?;
+        .map_err(|e| RunError::Client(kube::Error::InferConfig(e)))?;
+    config.headers.push(user_agent(&identity()));
+    let client = kube::Client::try_from(config).map_err(RunError::Client)?;
     let shutdown = shutdown_signal();
-    let (operator, controllers) =
-        Operator::start(client.clone(), args.settings(), shutdown.clone())?;
+    let (operator, watches) = Operator::start_caches(client.clone(), args.settings())?;
+    let watches = tokio::spawn(watches);
 
-    // Admission webhook: on every replica, reading the controllers' caches.
-    let webhook = match args.webhook.options() {
+    // Admission webhook: on every replica, leader or not, reading the caches kept warm above.
+    // It serves until the process is about to exit, so it keeps answering while reconciles
+    // drain after SIGTERM.
+    let (webhook_stop, mut webhook_stopping) = tokio::sync::watch::channel(false);
+    let webhook = match args.webhook.options(&args.operator_namespace) {
         Some(options) => {
+            let until_exit = async move {
+                let _ = webhook_stopping.wait_for(|stop| *stop).await;
+            }
+            .boxed()
+            .shared();
             let (_, serve) = crate::webhook::start(
-                client,
+                client.clone(),
                 operator.context.parents.clone(),
                 options,
-                shutdown.clone(),
+                until_exit,
             )
             .await?;
             Some(tokio::spawn(serve))
@@ -192,24 +223,72 @@ async fn run_async(args: RunArgs) -> Result<(), RunError> {
             addr: args.metrics_addr,
             source,
         })?;
-    tracing::info!(addr = %args.metrics_addr, namespace = ?args.namespace, "medplat operator started");
+    tracing::info!(addr = %args.metrics_addr, namespace = ?args.namespace, leader_election = args.leader_election, "medplat operator started");
     let health = tokio::spawn(serve_health(
         listener,
         operator.context.clone(),
         shutdown.clone(),
     ));
     let grace = Duration::from_secs(args.shutdown_grace_secs);
-    let shutdown_then_grace = shutdown.clone().then(move |_| tokio::time::sleep(grace));
-    tokio::select! {
-        _ = controllers => {},
-        _ = shutdown_then_grace => tracing::warn!("in-flight reconciles did not finish within the grace period; abandoning them"),
-    }
-    let _ = health.await;
+    // Reconciles get `grace` to finish after a shutdown signal; then they are abandoned.
+    let bounded =
+        |controllers: futures::future::BoxFuture<'static, ()>,
+         stop: futures::future::Shared<futures::future::BoxFuture<'static, ()>>| async move {
+            let deadline = stop.then(move |_| tokio::time::sleep(grace));
+            tokio::select! {
+                _ = controllers => {},
+                _ = deadline => tracing::warn!("in-flight reconciles did not finish within the grace period; abandoning them"),
+            }
+        };
+    let result = if args.leader_election {
+        let config = LeaderConfig {
+            namespace: args.operator_namespace.clone(),
+            name: args.lease_name.clone(),
+            identity: identity(),
+            duration: Duration::from_secs(args.lease_duration_secs),
+            grace: Duration::from_secs((args.lease_duration_secs / 3).max(1)),
+        };
+        run_as_leader(client, config, shutdown.clone(), |stop| {
+            bounded(operator.controllers(stop.clone()).boxed(), stop)
+        })
+        .await
+        .map(|_| ())
+        .map_err(RunError::Leader)
+    } else {
+        bounded(
+            operator.controllers(shutdown.clone()).boxed(),
+            shutdown.clone(),
+        )
+        .await;
+        Ok(())
+    };
+    let _ = webhook_stop.send(true);
     if let Some(webhook) = webhook {
-        let _ = webhook.await;
+        // Open admission requests get a few seconds to finish.
+        let _ = tokio::time::timeout(Duration::from_secs(6), webhook).await;
     }
+    watches.abort();
+    health.abort();
     tracing::info!("medplat operator stopped");
-    Ok(())
+    result
+}
+
+/// The `User-Agent` medplat sends: name, version and replica, so the API server's audit log
+/// (and kubesim's request log) tell replicas apart.
+pub fn user_agent(identity: &str) -> (http::HeaderName, http::HeaderValue) {
+    let value = format!("medplat/{} ({identity})", env!("CARGO_PKG_VERSION"));
+    (
+        http::header::USER_AGENT,
+        http::HeaderValue::from_str(&value)
+            .unwrap_or_else(|_| http::HeaderValue::from_static("medplat")),
+    )
+}
+
+/// This replica's identity for leader election: its pod name, else host name, else random.
+fn identity() -> String {
+    std::env::var("MEDPLAT_POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("medplat-{}", uuid::Uuid::new_v4()))
 }
 
 /// Runs `medplat run`.

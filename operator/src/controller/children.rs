@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -18,7 +18,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, Serv
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{self, ReflectHandle, Store};
+use kube::runtime::reflector::{self, Store};
+
+use super::fanout::Fanout;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -30,19 +32,23 @@ pub fn managed_selector() -> String {
     format!("{MANAGED_BY}={MANAGED_BY_VALUE}")
 }
 
-/// One child kind: its metadata cache and a subscription that triggers owners.
+/// One child kind: its metadata cache and subscriptions that trigger owners.
 pub struct ChildKind<K: Resource<DynamicType = ()> + Clone + 'static> {
     /// The cache, keyed by namespace and name.
     pub store: Store<PartialObjectMeta<K>>,
-    handle: ReflectHandle<PartialObjectMeta<K>>,
+    fanout: Fanout<PartialObjectMeta<K>>,
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> ChildKind<K> {
+    /// A stream of changed children, for `Controller::owns_shared_stream`.
+    pub fn subscribe(
+        &self,
+    ) -> futures::channel::mpsc::UnboundedReceiver<Arc<PartialObjectMeta<K>>> {
+        self.fanout.subscribe()
+    }
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + 'static> ChildKind<K> {
-    /// A stream of changed children, for `Controller::owns_shared_stream`.
-    pub fn subscribe(&self) -> ReflectHandle<PartialObjectMeta<K>> {
-        self.handle.clone()
-    }
-
     /// The cached metadata of `namespace/name`.
     pub fn get(&self, namespace: Option<&str>, name: &str) -> Option<Arc<PartialObjectMeta<K>>> {
         let key = match namespace {
@@ -92,7 +98,7 @@ where
         None => Api::all(client.clone()),
     };
     let (store, writer) = reflector::store_shared::<PartialObjectMeta<K>>(SHARED_BUFFER);
-    let handle = writer.subscribe()?;
+    let (fanout, drain) = Fanout::new(writer.subscribe()?);
     let stream = watcher(api, watcher::Config::default().labels(&managed_selector()))
         .default_backoff()
         .modify(|o: &mut PartialObjectMeta<K>| {
@@ -100,7 +106,10 @@ where
         })
         .reflect_shared(writer)
         .for_each(|_| futures::future::ready(()));
-    Some((ChildKind { store, handle }, stream))
+    let drive = async move {
+        futures::join!(stream, drain);
+    };
+    Some((ChildKind { store, fanout }, drive))
 }
 
 /// The caches of every child kind medplat renders.
@@ -267,11 +276,4 @@ impl ChildStores {
         }
         per_kind!(self, kind, |k| all(k, uid)).unwrap_or_default()
     }
-}
-
-/// A stream of one kind's changes for an owner controller.
-pub fn trigger<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static>(
-    kind: &ChildKind<K>,
-) -> impl Stream<Item = Arc<PartialObjectMeta<K>>> + Send + 'static {
-    kind.subscribe()
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 use futures::{FutureExt, StreamExt};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use super::children::ChildStores;
 use super::context::{Context, ParentStores, ParentsSynced, Settings};
 use super::error::Error;
+use super::fanout::Fanout;
 use super::metrics::{Metrics, MetricsError};
 use super::{access_policy, data_source, pipeline, storage_tier};
 use crate::api::{AccessPolicy, DataSource, Pipeline, StorageTier};
@@ -35,10 +36,15 @@ pub enum OperatorError {
     Subscribe(&'static str),
 }
 
-/// The running operator's handles: its context (metrics, caches) and the future that runs it.
+/// The operator: its shared state, and the subscriptions controllers are started from.
 pub struct Operator {
-    /// Shared state, for the health and metrics endpoints.
+    /// Shared state (client, caches, metrics), for the controllers, the webhook and the health
+    /// endpoints.
     pub context: Arc<Context>,
+    tiers_sub: Fanout<DeserializeGuard<StorageTier>>,
+    sources_sub: Fanout<DeserializeGuard<DataSource>>,
+    policies_sub: Fanout<DeserializeGuard<AccessPolicy>>,
+    pipelines_sub: Fanout<DeserializeGuard<Pipeline>>,
 }
 
 const BUFFER: usize = 1024;
@@ -46,7 +52,7 @@ const BUFFER: usize = 1024;
 /// A shared watch of a parent kind: its store, a subscription and the driver future.
 struct ParentWatch<K: Resource<DynamicType = ()> + Clone + 'static, D> {
     store: Store<DeserializeGuard<K>>,
-    subscription: ReflectHandle<DeserializeGuard<K>>,
+    subscription: Fanout<DeserializeGuard<K>>,
     drive: D,
 }
 
@@ -59,8 +65,8 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store_shared(BUFFER);
-    let handle = writer.subscribe().ok_or(OperatorError::Subscribe(name))?;
-    let drive = watcher(api, watcher::Config::default())
+    let (fanout, drain) = Fanout::new(writer.subscribe().ok_or(OperatorError::Subscribe(name))?);
+    let watch = watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(|g: &mut DeserializeGuard<K>| g.managed_fields_mut().clear())
         .reflect_shared(writer)
@@ -70,11 +76,28 @@ where
             }
             futures::future::ready(())
         });
+    let drive = async move {
+        futures::join!(watch, drain);
+    };
     Ok(ParentWatch {
         store,
-        subscription: handle,
+        subscription: fanout,
         drive,
     })
+}
+
+/// A trigger stream for a controller started after its watch: every object already cached,
+/// then every change. Subscribing first and reading the cache second leaves no gap (an object
+/// seen twice is reconciled once more, harmlessly).
+fn with_existing<K>(
+    fanout: &Fanout<DeserializeGuard<K>>,
+    store: &Store<DeserializeGuard<K>>,
+) -> impl futures::Stream<Item = Arc<DeserializeGuard<K>>> + Send + 'static + use<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let changes = fanout.subscribe();
+    futures::stream::iter(store.state()).chain(changes)
 }
 
 /// Wraps a reconciler with metrics and backoff bookkeeping.
@@ -115,12 +138,32 @@ fn error_policy<K: Resource<DynamicType = ()>>(
 }
 
 impl Operator {
-    /// Builds the operator and returns it with the future that runs every controller until
-    /// `shutdown` resolves. In-flight reconciles are allowed to finish.
+    /// Builds the operator and returns it with the future that runs the watches and every
+    /// controller until `shutdown` resolves (in-flight reconciles finish). For a single
+    /// replica; with leader election use [`Operator::start_caches`] and
+    /// [`Operator::controllers`].
     pub fn start(
         client: Client,
         settings: Settings,
         shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static,
+    ) -> Result<(Operator, impl Future<Output = ()> + Send + 'static), OperatorError> {
+        let (operator, watches) = Operator::start_caches(client, settings)?;
+        let controllers = operator.controllers(shutdown);
+        let run = async move {
+            tokio::select! {
+                _ = watches => {},
+                _ = controllers => {},
+            }
+        }
+        .boxed();
+        Ok((operator, run))
+    }
+
+    /// Builds the caches every replica keeps warm (for the webhook and a fast takeover) and
+    /// returns the future that drives their watches.
+    pub fn start_caches(
+        client: Client,
+        settings: Settings,
     ) -> Result<(Operator, impl Future<Output = ()> + Send + 'static), OperatorError> {
         let ns = settings.namespace.clone();
         let metrics = Metrics::new()?;
@@ -174,8 +217,51 @@ impl Operator {
             settings,
         ));
 
+        let watches = futures::future::join5(
+            drive_children,
+            drive_tiers,
+            drive_sources,
+            drive_policies,
+            drive_pipelines,
+        )
+        .map(|_| ());
+        Ok((
+            Operator {
+                context: ctx,
+                tiers_sub,
+                sources_sub,
+                policies_sub,
+                pipelines_sub,
+            },
+            watches,
+        ))
+    }
+
+    /// The future that runs every controller until `shutdown` resolves. Subscribes to the
+    /// shared watches now, so it is built only when this replica leads.
+    pub fn controllers<Sh>(
+        &self,
+        shutdown: Sh,
+    ) -> impl Future<Output = ()> + Send + 'static + use<Sh>
+    where
+        Sh: Future<Output = ()> + Send + Sync + Clone + 'static,
+    {
+        let ctx = self.context.clone();
+        let children = ctx.children.clone();
+        let (tiers, sources, policies, pipelines) = (
+            ctx.parents.tiers.clone(),
+            ctx.parents.sources.clone(),
+            ctx.parents.policies.clone(),
+            ctx.parents.pipelines.clone(),
+        );
+        let (tiers_sub, sources_sub, policies_sub, pipelines_sub) = (
+            &self.tiers_sub,
+            &self.sources_sub,
+            &self.policies_sub,
+            &self.pipelines_sub,
+        );
         let tier_controller = {
-            Controller::for_shared_stream(tiers_sub.clone(), tiers.clone())
+            Controller::for_shared_stream(with_existing(tiers_sub, &tiers), tiers.clone())
                 .watches_shared_stream(children.claims.subscribe(), |claim| {
                     claim
                         .labels()
@@ -189,16 +275,17 @@ impl Operator {
                     ctx.clone(),
                 )
                 .for_each(|_| futures::future::ready(()))
+                .boxed()
         };
 
         let source_controller = {
             let sources_for_tier = sources.clone();
-            Controller::for_shared_stream(sources_sub.clone(), sources.clone())
+            Controller::for_shared_stream(with_existing(sources_sub, &sources), sources.clone())
                 .owns_shared_stream(children.service_accounts.subscribe())
                 .owns_shared_stream(children.network_policies.subscribe())
                 .owns_shared_stream(children.deployments.subscribe())
                 .owns_shared_stream(children.services.subscribe())
-                .watches_shared_stream(tiers_sub.clone(), move |tier| {
+                .watches_shared_stream(tiers_sub.subscribe(), move |tier| {
                     let name = tier.name_any();
                     sources_for_tier
                         .state()
@@ -220,16 +307,17 @@ impl Operator {
                     ctx.clone(),
                 )
                 .for_each(|_| futures::future::ready(()))
+                .boxed()
         };
 
         let policy_controller = {
             let policies_for_source = policies.clone();
-            Controller::for_shared_stream(policies_sub.clone(), policies.clone())
+            Controller::for_shared_stream(with_existing(policies_sub, &policies), policies.clone())
                 .owns_shared_stream(children.config_maps.subscribe())
                 .owns_shared_stream(children.roles.subscribe())
                 .owns_shared_stream(children.role_bindings.subscribe())
                 .owns_shared_stream(children.network_policies.subscribe())
-                .watches_shared_stream(sources_sub.clone(), move |source| {
+                .watches_shared_stream(sources_sub.subscribe(), move |source| {
                     let ns = source.namespace();
                     policies_for_source
                         .state()
@@ -245,6 +333,7 @@ impl Operator {
                     ctx.clone(),
                 )
                 .for_each(|_| futures::future::ready(()))
+                .boxed()
         };
 
         let pipeline_controller = {
@@ -261,60 +350,47 @@ impl Operator {
             let by_source = in_namespace(pipelines.clone());
             let by_policy = in_namespace(pipelines.clone());
             let by_tier = in_namespace(pipelines.clone());
-            Controller::for_shared_stream(pipelines_sub, pipelines.clone())
-                .owns_shared_stream(children.service_accounts.subscribe())
-                .owns_shared_stream(children.config_maps.subscribe())
-                .owns_shared_stream(children.network_policies.subscribe())
-                .owns_shared_stream(children.cron_jobs.subscribe())
-                .owns_shared_stream(children.jobs.subscribe())
-                // Jobs a CronJob starts are owned by the CronJob; their labels name the pipeline.
-                .watches_shared_stream(children.jobs.subscribe(), |job| {
-                    let labels = job.labels();
-                    (labels
-                        .get(crate::render::common::OWNER_KIND)
-                        .map(String::as_str)
-                        == Some("pipeline"))
-                    .then(|| labels.get(crate::render::common::OWNER_NAME).cloned())
-                    .flatten()
-                    .zip(job.namespace())
-                    .map(|(name, ns)| {
-                        ObjectRef::<DeserializeGuard<Pipeline>>::new(&name).within(&ns)
-                    })
-                })
-                .watches_shared_stream(sources_sub.clone(), move |s| by_source(s.namespace()))
-                .watches_shared_stream(policies_sub.clone(), move |p| by_policy(p.namespace()))
-                .watches_shared_stream(tiers_sub.clone(), move |_| by_tier(None))
-                .graceful_shutdown_on(shutdown.clone())
-                .run(
-                    |o, c| instrumented(pipeline::CONTROLLER, o, c, pipeline::reconcile),
-                    error_policy(pipeline::CONTROLLER),
-                    ctx.clone(),
-                )
-                .for_each(|_| futures::future::ready(()))
+            Controller::for_shared_stream(
+                with_existing(pipelines_sub, &pipelines),
+                pipelines.clone(),
+            )
+            .owns_shared_stream(children.service_accounts.subscribe())
+            .owns_shared_stream(children.config_maps.subscribe())
+            .owns_shared_stream(children.network_policies.subscribe())
+            .owns_shared_stream(children.cron_jobs.subscribe())
+            .owns_shared_stream(children.jobs.subscribe())
+            // Jobs a CronJob starts are owned by the CronJob; their labels name the pipeline.
+            .watches_shared_stream(children.jobs.subscribe(), |job| {
+                let labels = job.labels();
+                (labels
+                    .get(crate::render::common::OWNER_KIND)
+                    .map(String::as_str)
+                    == Some("pipeline"))
+                .then(|| labels.get(crate::render::common::OWNER_NAME).cloned())
+                .flatten()
+                .zip(job.namespace())
+                .map(|(name, ns)| ObjectRef::<DeserializeGuard<Pipeline>>::new(&name).within(&ns))
+            })
+            .watches_shared_stream(sources_sub.subscribe(), move |s| by_source(s.namespace()))
+            .watches_shared_stream(policies_sub.subscribe(), move |p| by_policy(p.namespace()))
+            .watches_shared_stream(tiers_sub.subscribe(), move |_| by_tier(None))
+            .graceful_shutdown_on(shutdown.clone())
+            .run(
+                |o, c| instrumented(pipeline::CONTROLLER, o, c, pipeline::reconcile),
+                error_policy(pipeline::CONTROLLER),
+                ctx.clone(),
+            )
+            .for_each(|_| futures::future::ready(()))
+            .boxed()
         };
 
-        let run = async move {
-            let watches = futures::future::join5(
-                drive_children,
-                drive_tiers,
-                drive_sources,
-                drive_policies,
-                drive_pipelines,
-            )
-            .map(|_| ());
-            let controllers = async move {
-                futures::join!(
-                    tier_controller,
-                    source_controller,
-                    policy_controller,
-                    pipeline_controller
-                );
-            };
-            tokio::select! {
-                _ = watches => {},
-                _ = controllers => {},
-            }
-        };
-        Ok((Operator { context: ctx }, run))
+        async move {
+            futures::join!(
+                tier_controller,
+                source_controller,
+                policy_controller,
+                pipeline_controller
+            );
+        }
     }
 }

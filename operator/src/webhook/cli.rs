@@ -35,8 +35,8 @@ pub struct WebhookArgs {
     /// Do not run the admission webhook.
     #[arg(long)]
     pub no_webhook: bool,
-    /// The Secret (tls.crt, tls.key, ca.crt) holding the webhook's certificate, in the
-    /// operator's namespace; created with a generated certificate when missing.
+    /// The Secret (tls.crt, tls.key, ca.crt) holding the webhook's certificate, in
+    /// --operator-namespace; created with a generated certificate when missing.
     #[arg(long, default_value = "medplat-webhook-tls")]
     pub webhook_cert_secret: String,
     /// The ValidatingWebhookConfiguration whose caBundle the operator keeps in step with the
@@ -50,14 +50,12 @@ pub struct WebhookArgs {
     /// Extra names (DNS or IP) a generated certificate is valid for; repeatable.
     #[arg(long = "webhook-extra-san")]
     pub webhook_extra_sans: Vec<String>,
-    /// The namespace the operator runs in (for its webhook Secret).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "medplat-system")]
-    pub operator_namespace: String,
 }
 
 impl WebhookArgs {
-    /// The webhook's options, or `None` when it is turned off.
-    pub fn options(&self) -> Option<WebhookOptions> {
+    /// The webhook's options, with its Secret in `operator_namespace` (`--operator-namespace`),
+    /// or `None` when it is turned off.
+    pub fn options(&self, operator_namespace: &str) -> Option<WebhookOptions> {
         let addr = self.webhook_addr.0.filter(|_| !self.no_webhook)?;
         let (ips, dns): (Vec<_>, Vec<_>) = self
             .webhook_extra_sans
@@ -66,11 +64,11 @@ impl WebhookArgs {
         Some(WebhookOptions {
             addr,
             cert: CertSource {
-                namespace: self.operator_namespace.clone(),
+                namespace: operator_namespace.to_string(),
                 secret: self.webhook_cert_secret.clone(),
                 identity: ServingIdentity {
                     service: self.webhook_service.clone(),
-                    namespace: self.operator_namespace.clone(),
+                    namespace: operator_namespace.to_string(),
                     extra_dns: dns.into_iter().cloned().collect(),
                     extra_ips: ips.iter().filter_map(|s| s.parse().ok()).collect(),
                 },
