@@ -18,6 +18,7 @@ pub mod kubelet;
 pub mod meta;
 pub mod objects;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod request_log;
 pub mod selectors;

@@ -44,6 +44,9 @@ fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
+/// `TotalAnnotationSizeLimitB` of the API server.
+const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
+
 /// Kinds whose names must be RFC 1123 labels rather than subdomains.
 fn needs_label(group: &str, plural: &str) -> bool {
     matches!((group, plural), ("", "namespaces") | ("", "services"))
@@ -92,6 +95,20 @@ pub fn validate_meta(group: &str, plural: &str, obj: &Value) -> Vec<FieldError> 
         .pointer("/metadata/annotations")
         .and_then(Value::as_object)
     {
+        // The API server caps the total size of annotations (keys plus values) at 256 KiB,
+        // which is why large CRDs need `kubectl apply --server-side`.
+        let total: usize = ann
+            .iter()
+            .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+            .sum();
+        if total > TOTAL_ANNOTATION_SIZE_LIMIT {
+            errs.push(FieldError::new(
+                "metadata.annotations",
+                crate::validation::FieldErrorKind::TooLong,
+                None,
+                format!("must have at most {TOTAL_ANNOTATION_SIZE_LIMIT} bytes"),
+            ));
+        }
         for (k, v) in ann {
             if !v.is_string() {
                 errs.push(FieldError::invalid(
@@ -125,6 +142,12 @@ mod tests {
             assert_eq!(errs.is_empty(), ok, "{p}/{name}: {errs:?}");
         }
         assert_eq!(name_suffix().len(), 5);
+        let big = json!({"metadata": {"name": "a", "annotations": {"k": "x".repeat(300_000)}}});
+        let errs = validate_meta("", "configmaps", &big);
+        assert_eq!(
+            errs[0].to_string(),
+            "metadata.annotations: Too long: must have at most 262144 bytes"
+        );
         assert!(now().ends_with('Z'));
     }
 }

@@ -20,6 +20,22 @@ pub struct StorageKey {
     pub resource: String,
 }
 
+impl StorageKey {
+    /// Where the objects of a CRD object are stored (`spec.group`, `spec.names.plural`).
+    pub fn of_crd(crd: &Value) -> StorageKey {
+        let field = |p: &str| {
+            crd.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        StorageKey {
+            group: field("/spec/group"),
+            resource: field("/spec/names/plural"),
+        }
+    }
+}
+
 /// How an object's stored form is converted for a served version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Conversion {

@@ -423,6 +423,22 @@ pub fn seed_object(objects: &Objects, obj: &Value) -> Result<Arc<Value>, crate::
             &opts,
         )
     })?;
+    // A kind with a status subresource drops status on create, as the real server does; a
+    // seeded status (a Node's conditions) is written through /status, as a kubelet would.
+    if rt.status_subresource && obj.get("status").is_some() {
+        let status = objects.run(&rt, || {
+            objects.plan_patch(
+                &rt,
+                &ns,
+                &name,
+                crate::objects::PatchKind::Apply,
+                obj,
+                Some("status"),
+                &opts,
+            )
+        })?;
+        return Ok(status.object);
+    }
     Ok(out.object)
 }
 

@@ -171,6 +171,7 @@ conformance!(
     garbage_collection_policies,
     custom_resources_end_to_end,
     table_output,
+    metadata_only_representation,
     events_are_one_resource,
 );
 
@@ -693,6 +694,40 @@ mod scenarios {
         assert_eq!(body["columnDefinitions"][0]["name"], "Name");
         assert_eq!(body["rows"][0]["cells"][0], "t");
         assert_eq!(body["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    }
+
+    // https://kubernetes.io/docs/reference/using-api/api-concepts/#resources-that-support-the-partialobjectmetadata-representation
+    // (metadata-only lists and gets, as kube's metadata_watcher asks for them).
+    pub async fn metadata_only_representation(c: Ctx) {
+        let base = format!("/api/v1/namespaces/{}/configmaps", c.ns);
+        post(&c, &base, cm("m")).await;
+        let accept =
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+        let req = http::Request::get(&base)
+            .header("accept", accept)
+            .body(kube::client::Body::empty())
+            .unwrap();
+        let resp = c.client.send(req).await.unwrap();
+        let list: Value =
+            serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_eq!(list["kind"], "PartialObjectMetadataList", "{list}");
+        assert_eq!(list["apiVersion"], "meta.k8s.io/v1");
+        assert_eq!(list["items"][0]["kind"], "PartialObjectMetadata");
+        assert_eq!(list["items"][0]["metadata"]["name"], "m");
+        assert!(list["items"][0].get("data").is_none(), "metadata only");
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let api: kube::Api<ConfigMap> = kube::Api::namespaced(c.client.clone(), &c.ns);
+        let meta = api.get_metadata("m").await.unwrap();
+        assert_eq!(meta.metadata.name.as_deref(), Some("m"));
+        let meta_api: kube::Api<kube::core::PartialObjectMeta<ConfigMap>> =
+            kube::Api::namespaced(c.client.clone(), &c.ns);
+        let mut stream =
+            kube::runtime::watcher(meta_api, kube::runtime::watcher::Config::default()).boxed();
+        let first = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(first.is_some());
     }
 
     // events.k8s.io/v1 and core/v1 Events are one resource

@@ -150,7 +150,7 @@ async fn controller_reconciles_owned_children_and_idles_quietly() {
         .await
         .unwrap();
     let mut child = None;
-    for _ in 0..50 {
+    for _ in 0..200 {
         if let Some(s) = secrets.get_opt("parent-child").await.unwrap() {
             child = Some(s);
             break;
@@ -158,7 +158,8 @@ async fn controller_reconciles_owned_children_and_idles_quietly() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(child.is_some(), "the controller created the child");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the reconcile triggered by the child's own ADDED event finish before measuring.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     sim.clear_request_log();
     tokio::time::sleep(Duration::from_millis(800)).await;
     let writes: Vec<_> = sim
@@ -175,7 +176,7 @@ async fn controller_reconciles_owned_children_and_idles_quietly() {
         .await
         .unwrap();
     let mut gone = false;
-    for _ in 0..50 {
+    for _ in 0..200 {
         if secrets.get_opt("parent-child").await.unwrap().is_none() {
             gone = true;
             break;

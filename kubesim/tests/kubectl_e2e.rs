@@ -295,6 +295,73 @@ async fn wait_delete_with_finalizers_and_events() {
     sim.shutdown().await;
 }
 
+// kubectl's typed-client commands send protobuf bodies
+// (https://kubernetes.io/docs/reference/using-api/api-concepts/#protobuf-encoding); kubesim
+// decodes the kinds they write and `kubectl drain` evicts through the eviction subresource.
+#[tokio::test]
+async fn typed_client_commands_create_and_drain() {
+    let sim = Sim::start().await.unwrap();
+    let k = Kubectl::new(&sim);
+    k.ok(&["create", "namespace", "hospital-ops"]).await;
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "pg-credentials",
+        "-n",
+        "hospital-ops",
+        "--from-literal=password=s3cret",
+    ])
+    .await;
+    k.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "-n",
+        "hospital-ops",
+        "--from-literal=a=b",
+    ])
+    .await;
+    k.ok(&["create", "serviceaccount", "worker", "-n", "hospital-ops"])
+        .await;
+    let data = k
+        .ok(&[
+            "get",
+            "secret",
+            "pg-credentials",
+            "-n",
+            "hospital-ops",
+            "-o",
+            "jsonpath={.data.password}",
+        ])
+        .await;
+    assert_eq!(data, "czNjcmV0");
+    k.ok(&["run", "probe", "--image=busybox", "-n", "hospital-ops"])
+        .await;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(sim.client(), "hospital-ops");
+    for _ in 0..100 {
+        let p = pods.get("probe").await.unwrap();
+        if p.status.and_then(|s| s.phase).as_deref() == Some("Running") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = k
+        .ok(&[
+            "drain",
+            "kubesim-node",
+            "--ignore-daemonsets",
+            "--force",
+            "--timeout=20s",
+        ])
+        .await;
+    assert!(out.contains("evicted") && out.contains("drained"), "{out}");
+    assert!(pods.get_opt("probe").await.unwrap().is_none());
+    let nodes = k.ok(&["get", "nodes"]).await;
+    assert!(nodes.contains("Ready,SchedulingDisabled"), "{nodes}");
+    sim.shutdown().await;
+}
+
 // HTTPS with rustls and a bearer token: kubectl and kube::Client both use the kubeconfig.
 #[tokio::test]
 async fn https_with_bearer_token() {

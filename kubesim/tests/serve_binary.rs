@@ -72,5 +72,10 @@ fn serve_writes_a_kubeconfig_kubectl_uses() {
         stdout.contains("node-a") && stdout.contains("medplat.io/hardened=true"),
         "{stdout}"
     );
-    assert!(stdout.contains("Ready"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("node-a") && l.contains(" Ready ")),
+        "the seeded node reports Ready: {stdout}"
+    );
 }

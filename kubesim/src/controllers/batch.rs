@@ -242,8 +242,18 @@ pub fn cronjobs(objects: &Objects) -> bool {
         if let Some(due) = schedule.next_after(last).filter(|d| *d <= now)
             && !suspended
         {
-            // Only the latest missed schedule runs, as with startingDeadlineSeconds unset.
-            let mut latest = due;
+            // Only the latest missed schedule runs, as with startingDeadlineSeconds unset. Scan
+            // at most the last year of missed times (a stale lastScheduleTime must not stall us).
+            let year_ago =
+                jiff::Timestamp::from_second(now.as_second() - 366 * 86_400).unwrap_or(now);
+            let mut latest = if due < year_ago {
+                schedule
+                    .next_after(year_ago)
+                    .filter(|d| *d <= now)
+                    .unwrap_or(due)
+            } else {
+                due
+            };
             while let Some(n) = schedule.next_after(latest).filter(|n| *n <= now) {
                 latest = n;
             }

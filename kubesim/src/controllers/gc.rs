@@ -207,18 +207,7 @@ fn terminate_namespace(objects: &Objects, key: &ObjKey, ns: &Value) -> bool {
 
 fn cleanup_crd(objects: &Objects, key: &ObjKey, crd: &Value) -> bool {
     let store = objects.store();
-    let group = crd
-        .pointer("/spec/group")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let plural = crd
-        .pointer("/spec/names/plural")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let storage = crate::registry::StorageKey {
-        group: group.to_string(),
-        resource: plural.to_string(),
-    };
+    let storage = crate::registry::StorageKey::of_crd(crd);
     let (items, _) = store.list(&storage, None, None);
     if items.is_empty() {
         remove_finalizer(objects, key, "customresourcecleanup.apiextensions.k8s.io");

@@ -136,18 +136,16 @@ pub fn evict(
     pods: &ResourceType,
     ns: &str,
     name: &str,
-    body: &[u8],
+    eviction: Option<&Value>,
 ) -> Result<Response<Body>, ApiError> {
-    if !body.is_empty() {
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("invalid Eviction: {e}")))?;
-        if let Some(n) = v.pointer("/metadata/name").and_then(Value::as_str)
-            && n != name
-        {
-            return Err(ApiError::bad_request(format!(
-                "name in URL does not match name in Eviction object: {n}"
-            )));
-        }
+    if let Some(n) = eviction
+        .and_then(|v| v.pointer("/metadata/name"))
+        .and_then(Value::as_str)
+        && n != name
+    {
+        return Err(ApiError::bad_request(format!(
+            "name in URL does not match name in Eviction object: {n}"
+        )));
     }
     let pod = shared.objects.get(pods, ns, name)?;
     let store = shared.objects.store();

@@ -4,6 +4,7 @@
 //! the answer. Nothing here panics on any input; every failure becomes a `Status`.
 
 pub mod admin;
+pub mod collection;
 pub mod discovery;
 pub mod openapi;
 pub mod resources;

@@ -6,22 +6,18 @@
 //! validation (`#field-validation`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Response};
 use serde_json::{Value, json};
 
 use super::table::{IncludeObject, table, wants_table};
-use super::watch::{WatchParams, gone_event};
-use super::{Body, Shared, json_response, param, stream_response};
+use super::{Body, Shared, json_response, param};
 use crate::convert;
 use crate::error::{ApiError, Subject};
 use crate::objects::{DeleteOptions, Outcome, PatchKind, Plan, WriteOptions, default_manager};
 use crate::registry::ResourceType;
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::store::WatchFrom;
 
 use super::route::ResourcePath;
 
@@ -36,6 +32,14 @@ fn not_found_route() -> ApiError {
 /// Decodes a JSON or YAML body.
 pub fn decode_body(content_type: &str, bytes: &[u8]) -> Result<Value, ApiError> {
     if content_type.contains("protobuf") {
+        return crate::protobuf::decode(bytes).map_err(|e| match e {
+            crate::protobuf::ProtoError::Malformed(_) => ApiError::bad_request(e.to_string()),
+            crate::protobuf::ProtoError::UnsupportedKind(_) => {
+                ApiError::new(415, "UnsupportedMediaType", e.to_string())
+            }
+        });
+    }
+    if content_type.contains("cbor") {
         return Err(ApiError::unsupported_media_type(content_type));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -155,6 +159,7 @@ pub async fn handle(
         .to_string();
     let watching = rp.legacy_watch || matches!(param(query, "watch"), Some("true" | "1"));
     let as_table = wants_table(accept);
+    let as_metadata = !as_table && super::table::wants_metadata(accept);
     let include = match param(query, "includeObject") {
         Some("None") => IncludeObject::None,
         Some("Object") => IncludeObject::Object,
@@ -182,7 +187,12 @@ pub async fn handle(
             if rt.group.is_empty() && rt.plural == "pods" && parts.method == Method::POST =>
         {
             let name = rp.name.clone().unwrap_or_default();
-            return super::admin::evict(shared, &srt, &ns, &name, &body);
+            let eviction = if body.iter().all(u8::is_ascii_whitespace) {
+                None
+            } else {
+                Some(decode_body(&content_type, &body)?)
+            };
+            return super::admin::evict(shared, &srt, &ns, &name, eviction.as_ref());
         }
         Some("finalize")
             if rt.group.is_empty() && rt.plural == "namespaces" && parts.method == Method::PUT =>
@@ -224,6 +234,9 @@ pub async fn handle(
                     &table(&rt, &[served], &rv, None, include),
                 ));
             }
+            if as_metadata {
+                return Ok(json_response(200, &super::table::partial(&served)));
+            }
             Ok(json_response(200, &served))
         }
         (&Method::GET, name) => {
@@ -242,7 +255,7 @@ pub async fn handle(
             let fields = FieldSelector::parse(&field_str, &rt.group, &rt.plural)
                 .map_err(|e| ApiError::bad_request(e.0))?;
             if watching {
-                watch(
+                super::collection::watch(
                     shared,
                     &rt,
                     namespace,
@@ -250,9 +263,10 @@ pub async fn handle(
                     fields,
                     query,
                     as_table.then_some(include),
+                    as_metadata,
                 )
             } else {
-                list(
+                super::collection::list(
                     shared,
                     &rt,
                     namespace.as_deref(),
@@ -261,6 +275,7 @@ pub async fn handle(
                     query,
                     as_table,
                     include,
+                    as_metadata,
                 )
             }
         }
@@ -459,189 +474,6 @@ fn delete_options(body: &[u8], query: &[(String, String)]) -> Result<DeleteOptio
     })
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct ContinueToken {
-    rv: u64,
-    ns: String,
-    name: String,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn list(
-    shared: &Arc<Shared>,
-    rt: &Arc<ResourceType>,
-    namespace: Option<&str>,
-    labels: &LabelSelector,
-    fields: &FieldSelector,
-    query: &[(String, String)],
-    as_table: bool,
-    include: IncludeObject,
-) -> Result<Response<Body>, ApiError> {
-    let limit = match param(query, "limit") {
-        None | Some("") => None,
-        Some(l) => Some(
-            l.parse::<i64>()
-                .map_err(|_| ApiError::bad_request(format!("limit: invalid value {l:?}")))?,
-        ),
-    }
-    .filter(|l| *l > 0)
-    .map(|l| l as usize);
-    let token = match param(query, "continue") {
-        None | Some("") => None,
-        Some(c) => Some(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(c)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<ContinueToken>(&b).ok())
-                .ok_or_else(|| {
-                    ApiError::bad_request("continue key is not valid: illegal base64 data")
-                })?,
-        ),
-    };
-    if let Some(rv) = param(query, "resourceVersion").filter(|v| !v.is_empty())
-        && rv.parse::<u64>().is_err()
-    {
-        return Err(ApiError::new(
-            400,
-            "BadRequest",
-            format!(
-                "resourceVersion: Invalid value: {rv:?}: strconv.ParseUint: parsing {rv:?}: invalid syntax"
-            ),
-        ));
-    }
-    let after = token.as_ref().map(|t| (t.ns.clone(), t.name.clone()));
-    let (items, now_rv) = shared
-        .objects
-        .store()
-        .list(&rt.storage, namespace, after.as_ref());
-    let list_rv = token.as_ref().map(|t| t.rv).unwrap_or(now_rv);
-    let identity = convert::is_identity(rt);
-    let mut out: Vec<std::borrow::Cow<'_, Value>> = Vec::new();
-    let mut next = None;
-    let mut remaining = 0usize;
-    for item in &items {
-        let served = if identity {
-            std::borrow::Cow::Borrowed(item.as_ref())
-        } else {
-            std::borrow::Cow::Owned(convert::to_served(rt, item))
-        };
-        if !labels.matches_object(&served) || !fields.matches(&served) {
-            continue;
-        }
-        if let Some(l) = limit
-            && out.len() >= l
-        {
-            remaining += 1;
-            continue;
-        }
-        out.push(served);
-    }
-    if remaining > 0
-        && let Some(last) = out.last()
-    {
-        let t = ContinueToken {
-            rv: list_rv,
-            ns: last
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            name: last
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-        };
-        next = Some(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(serde_json::to_vec(&t).unwrap_or_default()),
-        );
-    }
-    let rv = list_rv.to_string();
-    if as_table {
-        let owned: Vec<Value> = out.iter().map(|v| v.clone().into_owned()).collect();
-        return Ok(json_response(
-            200,
-            &table(rt, &owned, &rv, next.as_deref(), include),
-        ));
-    }
-    let mut meta = json!({"resourceVersion": rv});
-    if let Some(n) = next {
-        meta["continue"] = json!(n);
-        meta["remainingItemCount"] = json!(remaining);
-    }
-    // Serialised by hand so the items (often thousands) are written without another copy.
-    let head = json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": meta});
-    let mut bytes = serde_json::to_vec(&head).unwrap_or_default();
-    bytes.pop();
-    bytes.extend_from_slice(b",\"items\":[");
-    for (i, item) in out.iter().enumerate() {
-        if i > 0 {
-            bytes.push(b',');
-        }
-        let _ = serde_json::to_writer(&mut bytes, item.as_ref());
-    }
-    bytes.extend_from_slice(b"]}");
-    Ok(super::bytes_response(200, bytes))
-}
-
-fn watch(
-    shared: &Arc<Shared>,
-    rt: &Arc<ResourceType>,
-    namespace: Option<String>,
-    labels: LabelSelector,
-    fields: FieldSelector,
-    query: &[(String, String)],
-    table: Option<IncludeObject>,
-) -> Result<Response<Body>, ApiError> {
-    let send_initial = param(query, "sendInitialEvents") == Some("true");
-    let bookmarks = param(query, "allowWatchBookmarks") == Some("true");
-    if send_initial && !bookmarks {
-        return Err(ApiError::invalid(
-            "",
-            "ListOptions",
-            "",
-            &[crate::validation::FieldError::new(
-                "sendInitialEvents",
-                crate::validation::FieldErrorKind::Forbidden,
-                None,
-                "sendInitialEvents is forbidden for watch unless allowWatchBookmarks=true",
-            )],
-        ));
-    }
-    let from = match param(query, "resourceVersion").unwrap_or_default() {
-        "" | "0" => WatchFrom::CurrentState,
-        _ if send_initial => WatchFrom::CurrentState,
-        rv => WatchFrom::After(rv.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!("resourceVersion: Invalid value: {rv:?}: strconv.ParseUint: parsing {rv:?}: invalid syntax"))
-        })?),
-    };
-    let timeout = param(query, "timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .filter(|t| *t > 0)
-        .map(Duration::from_secs);
-    let params = WatchParams {
-        rt: rt.clone(),
-        namespace,
-        labels,
-        fields,
-        bookmarks,
-        initial_events_end: send_initial,
-        timeout,
-        table,
-    };
-    match shared.objects.store().watch(&rt.storage, from) {
-        Ok(start) => Ok(stream_response(super::watch::stream(
-            shared.clone(),
-            params,
-            start,
-        ))),
-        Err(too_old) => Ok(stream_response(futures::stream::iter(vec![gone_event(
-            &too_old.to_string(),
-        )]))),
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn scale(
     shared: &Arc<Shared>,
@@ -704,5 +536,23 @@ async fn scale(
             Ok(json_response(200, &render(&out.object)))
         }
         _ => Err(ApiError::method_not_allowed(parts.method.as_str(), "Scale")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // YAML aliases must not blow up into an exponential document (the "billion laughs").
+    #[test]
+    fn yaml_alias_bombs_are_refused_quickly() {
+        let bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]\ni: [*h, *h, *h, *h, *h, *h, *h, *h, *h]\n";
+        let result = decode_body("application/yaml", bomb.as_bytes());
+        assert!(result.is_err(), "an alias bomb is rejected");
+        assert!(decode_body("application/json", b"{\"a\":").is_err());
+        assert_eq!(
+            decode_body("application/yaml", b"a: 1").ok(),
+            Some(json!({"a": 1}))
+        );
     }
 }

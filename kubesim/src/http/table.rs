@@ -517,6 +517,24 @@ pub fn table(
     })
 }
 
+/// Whether an `Accept` header asks for metadata only (`PartialObjectMetadata[List]`), as
+/// kube's `metadata_watcher` and `Api::get_metadata` do.
+pub fn wants_metadata(accept: &str) -> bool {
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=PartialObjectMetadata"))
+}
+
+/// An object's `PartialObjectMetadata` form.
+pub fn partial(obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or(json!({})),
+    })
+}
+
 /// Whether an `Accept` header asks for a Table.
 pub fn wants_table(accept: &str) -> bool {
     accept

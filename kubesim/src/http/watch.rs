@@ -42,6 +42,8 @@ pub struct WatchParams {
     pub timeout: Option<Duration>,
     /// Render objects as Table rows.
     pub table: Option<IncludeObject>,
+    /// Render objects as `PartialObjectMetadata`.
+    pub metadata_only: bool,
 }
 
 struct State {
@@ -93,6 +95,9 @@ impl State {
     /// served form is the stored form.
     fn render_line(&self, kind: &str, ev: &WatchEvent) -> Bytes {
         let obj: &Value = &ev.object;
+        if self.params.metadata_only {
+            return line(kind, super::table::partial(obj));
+        }
         match self.params.table {
             Some(include) => {
                 let served = convert::to_served(&self.params.rt, obj);

@@ -432,3 +432,62 @@ fn background_gc_deletes_dependents_of_cluster_scoped_owner() {
         404
     );
 }
+
+// https://kubernetes.io/docs/reference/using-api/server-side-apply/ on the status subresource:
+// a controller applies status with its own manager; spec stays as it was.
+#[test]
+fn apply_to_the_status_subresource() {
+    let o = setup();
+    let w = with_crd(&o);
+    create(&o, &w, "default", json!({"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}}))
+        .expect("create");
+    let status = json!({"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "status": {"ready": true}, "spec": {"size": 7}});
+    let out = o
+        .run(&w, || {
+            o.plan_patch(
+                &w,
+                "default",
+                "w",
+                PatchKind::Apply,
+                &status,
+                Some("status"),
+                &WriteOptions {
+                    force: true,
+                    ..opts("ctl")
+                },
+            )
+        })
+        .expect("status apply");
+    assert_eq!(out.object["status"]["ready"], true);
+    assert_eq!(
+        out.object["spec"]["size"], 1,
+        "spec untouched through /status"
+    );
+    assert_eq!(out.object["metadata"]["generation"], 1);
+    let entry = out.object["metadata"]["managedFields"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["manager"] == "ctl").cloned())
+        .expect("ctl entry");
+    assert_eq!(entry["subresource"], "status");
+    assert_eq!(entry["fieldsV1"], json!({"f:status": {"f:ready": {}}}));
+    let again = o
+        .run(&w, || {
+            o.plan_patch(
+                &w,
+                "default",
+                "w",
+                PatchKind::Apply,
+                &status,
+                Some("status"),
+                &WriteOptions {
+                    force: true,
+                    ..opts("ctl")
+                },
+            )
+        })
+        .expect("again");
+    assert_eq!(
+        again.object["metadata"]["resourceVersion"], out.object["metadata"]["resourceVersion"],
+        "idempotent"
+    );
+}

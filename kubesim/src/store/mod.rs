@@ -455,18 +455,7 @@ fn is_crd(storage: &StorageKey) -> bool {
 
 /// Forgets the objects of a deleted CRD (the CRD's finalizer already deleted them one by one).
 fn drop_custom_storage(inner: &mut Inner, crd: &Value) {
-    let group = crd
-        .pointer("/spec/group")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let plural = crd
-        .pointer("/spec/names/plural")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let key = StorageKey {
-        group: group.to_string(),
-        resource: plural.to_string(),
-    };
+    let key = StorageKey::of_crd(crd);
     if let Some(table) = inner.tables.remove(&key) {
         for obj in table.objects.values() {
             if let Some(uid) = uid_of(obj) {

@@ -235,11 +235,11 @@ pub fn cluster_rules() -> Vec<ReasonedRule> {
                 rule(
                     &[ADMISSION],
                     &["validatingwebhookconfigurations"],
-                    &["get", "patch"],
+                    &["get", "list", "watch", "patch"],
                 ),
                 &[names::WEBHOOK_CONFIG],
             ),
-            "Writes the CA of a generated webhook certificate into caBundle of its own ValidatingWebhookConfiguration, and no other.",
+            "Writes the CA of a generated webhook certificate into caBundle of its own ValidatingWebhookConfiguration, and no other; watches it (by name) to restore caBundle if something resets it.",
         ),
         (
             rule(
@@ -273,8 +273,15 @@ pub fn namespace_rules(opts: &InstallOptions) -> Vec<ReasonedRule> {
         ));
     }
     rules.push((
-        named(rule(&[CORE], &["secrets"], &["get"]), &[&opts.webhook_cert_secret]),
-        "Reads the webhook's serving certificate (tls.crt, tls.key, ca.crt), e.g. one cert-manager issues; when absent the operator generates one at start.",
+        named(
+            rule(&[CORE], &["secrets"], &["get", "list", "watch", "update"]),
+            &[&opts.webhook_cert_secret],
+        ),
+        "The webhook's serving certificate (tls.crt, tls.key, ca.crt): read it, watch it by name to serve a rotated one (cert-manager) without restart, and renew a certificate medplat generated before it expires.",
+    ));
+    rules.push((
+        rule(&[CORE], &["secrets"], &["create"]),
+        "Stores the certificate the first replica generates when no Secret exists, so every replica serves the same one (create cannot be limited by name; only this namespace).",
     ));
     rules
 }

@@ -148,12 +148,7 @@ fn the_dockerfile_builds_a_small_static_nonroot_image() {
 /// leader election are being added to `cli/run.rs`). Until it parses them the operator would
 /// exit on start: this list makes that visible, and the test fails as soon as a flag is
 /// accepted, so the list only shrinks.
-const FLAGS_PENDING_IN_RUN: &[&str] = &[
-    "--webhook-addr",
-    "--webhook-cert-secret",
-    "--webhook-config-name",
-    "--webhook-service",
-];
+const FLAGS_PENDING_IN_RUN: &[&str] = &[];
 
 #[test]
 fn medplat_run_parses_every_flag_the_deployment_passes() {
