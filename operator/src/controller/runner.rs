@@ -468,13 +468,7 @@ fn platform_controllers(
         .boxed(),
     ])
     .take_until(shutdown.clone());
-    let sensitive = sensitive_pods::run(
-        ctx.clone(),
-        w.nodes.store.clone(),
-        w.pods.store.clone(),
-        pod_changes,
-    )
-    .boxed();
+    let sensitive = sensitive_pods::run(ctx.clone(), w.clone(), pod_changes).boxed();
 
     let state = Arc::new(PlatformState::new(w.clone(), ctx.settings.resync));
     let default = || ObjectRef::<DeserializeGuard<Platform>>::new(crate::api::PLATFORM_NAME);

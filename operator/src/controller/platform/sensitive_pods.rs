@@ -13,12 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::Store;
 
 use super::nodes::{pod_reference, publish};
-use super::watches::{node_infos, pod_infos};
+use super::watches::{PlatformWatches, node_infos, pod_infos};
 use crate::controller::context::Context;
 use crate::policy::hardening::{
     EVENT_SENSITIVE_POD_ON_UNHARDENED_NODE, HARDENED_LABEL, PodRef, sensitive_pods_on_unhardened,
@@ -41,16 +38,16 @@ struct Published {
 /// Runs until `changes` ends (the caller ends it at shutdown).
 pub async fn run(
     ctx: Arc<Context>,
-    nodes: Store<PartialObjectMeta<Node>>,
-    pods: Store<Pod>,
+    watches: Arc<PlatformWatches>,
     changes: impl Stream<Item = ()> + Send,
 ) {
-    let _ = futures::join!(nodes.wait_until_ready(), pods.wait_until_ready());
+    futures::join!(watches.nodes.wait_synced(), watches.pods.wait_synced());
+    let (nodes, pods) = (&watches.nodes.store, &watches.pods.store);
     let mut published = Published::default();
     let changes = changes.ready_chunks(1024);
     futures::pin_mut!(changes);
     loop {
-        let flagged = sensitive_pods_on_unhardened(&node_infos(&nodes), &pod_infos(&pods));
+        let flagged = sensitive_pods_on_unhardened(&node_infos(nodes), &pod_infos(pods));
         export(&ctx, &mut published, &flagged).await;
         if changes.next().await.is_none() {
             return;

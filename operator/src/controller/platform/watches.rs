@@ -32,12 +32,21 @@ pub struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
     /// Subscriptions to applied objects.
     pub fanout: Fanout<K>,
     deletions: Deletions<K>,
+    /// Raised at the end of the first list. Waiting on this, unlike `Store::wait_until_ready`,
+    /// works for any number of waiters (the store's wakes only one).
+    synced: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Shared<K> {
     /// A new subscription to applied objects.
     pub fn subscribe(&self) -> futures::channel::mpsc::UnboundedReceiver<std::sync::Arc<K>> {
         self.fanout.subscribe()
+    }
+
+    /// Waits until the first list is complete.
+    pub async fn wait_synced(&self) {
+        let mut rx = self.synced.subscribe();
+        let _ = rx.wait_for(|synced| *synced).await;
     }
 
     /// The objects deleted from now on (kube's shared streams do not carry deletions).
@@ -61,12 +70,17 @@ where
     let (fanout, drain) = Fanout::new(writer.subscribe()?);
     let deletions = Deletions::new();
     let observer = deletions.clone();
+    let synced = std::sync::Arc::new(tokio::sync::watch::Sender::new(false));
+    let raise = synced.clone();
     let stream = watcher(api, config)
         .default_backoff()
         .modify(trim)
         .reflect_shared(writer)
         .for_each(move |ev| {
             observer.observe(&ev);
+            if let Ok(watcher::Event::InitDone) = ev {
+                raise.send_replace(true);
+            }
             futures::future::ready(())
         });
     // Boxed: kept on the heap, so building the watches does not grow the caller's stack.
@@ -79,6 +93,7 @@ where
             store,
             fanout,
             deletions,
+            synced,
         },
         drive,
     ))
@@ -153,10 +168,10 @@ impl PlatformWatches {
     /// Waits for the first list of the nodes, NodeCompliance objects and pods, so a verdict is
     /// never taken on a partial view (a node whose scan is not listed yet is not "unscanned").
     pub async fn wait_until_ready(&self) {
-        let _ = futures::join!(
-            self.nodes.store.wait_until_ready(),
-            self.compliances.store.wait_until_ready(),
-            self.pods.store.wait_until_ready(),
+        futures::join!(
+            self.nodes.wait_synced(),
+            self.compliances.wait_synced(),
+            self.pods.wait_synced(),
         );
     }
 
