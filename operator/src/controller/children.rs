@@ -328,6 +328,8 @@ fn dynamic_child_kind(
 
 /// The caches of every child kind medplat renders.
 pub struct ChildStores {
+    /// Becomes true once every cache has listed once.
+    ready: tokio::sync::watch::Receiver<bool>,
     /// ServiceAccounts.
     pub service_accounts: ChildKind<ServiceAccount>,
     /// ConfigMaps.
@@ -460,7 +462,9 @@ impl ChildStores {
             namespace,
             crate::render::platform::rules::service_monitor_resource(),
         )?;
+        let (ready_tx, ready) = tokio::sync::watch::channel(false);
         let stores = Arc::new(ChildStores {
+            ready,
             service_accounts,
             config_maps,
             network_policies,
@@ -480,33 +484,48 @@ impl ChildStores {
             prometheus_rules,
             service_monitors,
         });
+        // `Store::wait_until_ready` keeps a single waker (a oneshot channel): only this one task
+        // waits on the stores; everyone else waits on the `ready` watch, which wakes them all.
+        let watched = stores.clone();
+        let announce = async move {
+            let _ = futures::join!(
+                watched.service_accounts.store.wait_until_ready(),
+                watched.config_maps.store.wait_until_ready(),
+                watched.network_policies.store.wait_until_ready(),
+                watched.cron_jobs.store.wait_until_ready(),
+                watched.jobs.store.wait_until_ready(),
+                watched.deployments.store.wait_until_ready(),
+                watched.services.store.wait_until_ready(),
+                watched.roles.store.wait_until_ready(),
+                watched.role_bindings.store.wait_until_ready(),
+                watched.claims.store.wait_until_ready(),
+                watched.daemon_sets.store.wait_until_ready(),
+                watched.stateful_sets.store.wait_until_ready(),
+                watched.cluster_roles.store.wait_until_ready(),
+                watched.cluster_role_bindings.store.wait_until_ready(),
+            );
+            let _ = ready_tx.send(true);
+        };
         let drive = async move {
-            futures::join!(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r);
+            futures::join!(
+                a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r, announce
+            );
         };
         Some((stores, drive))
     }
 
     /// Waits until every cache has its first list, so prune never mistakes "not seen yet" for
-    /// "absent". The kinds whose API may be missing (admission policies, the Prometheus
-    /// operator's CRDs) are not waited for: their callers prune them only where discovery
-    /// found the API, and an empty cache prunes nothing.
+    /// "absent". Any number of tasks may wait at once. The kinds whose API may be missing
+    /// (admission policies, the Prometheus operator's CRDs) are not waited for: their callers
+    /// prune them only where discovery found the API, and an empty cache prunes nothing.
     pub async fn wait_until_ready(&self) {
-        let _ = futures::join!(
-            self.service_accounts.store.wait_until_ready(),
-            self.config_maps.store.wait_until_ready(),
-            self.network_policies.store.wait_until_ready(),
-            self.cron_jobs.store.wait_until_ready(),
-            self.jobs.store.wait_until_ready(),
-            self.deployments.store.wait_until_ready(),
-            self.services.store.wait_until_ready(),
-            self.roles.store.wait_until_ready(),
-            self.role_bindings.store.wait_until_ready(),
-            self.claims.store.wait_until_ready(),
-            self.daemon_sets.store.wait_until_ready(),
-            self.stateful_sets.store.wait_until_ready(),
-            self.cluster_roles.store.wait_until_ready(),
-            self.cluster_role_bindings.store.wait_until_ready(),
-        );
+        let mut ready = self.ready.clone();
+        let _ = ready.wait_for(|r| *r).await;
+    }
+
+    /// Whether every cache has its first list.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
     }
 
     /// The cached child of `kind` at `namespace/name`.

@@ -110,6 +110,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Event recorder.
     pub recorder: Recorder,
+    /// Audit events (JSON lines with `"audit": true`) for the log collector.
+    pub audit: crate::api::audit::AuditEmitter,
     /// Settings.
     pub settings: Settings,
     /// Consecutive failures per object, for exponential backoff.
@@ -137,6 +139,7 @@ impl Context {
         };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
+            audit: crate::api::audit::AuditEmitter::stdout(),
             client,
             children,
             parents,
@@ -187,6 +190,7 @@ impl Context {
 
     /// Publishes an event about `object` unless the same reason and message was the last
     /// event published for it. Event failures are logged, never fatal: events are best effort.
+    /// Returns whether this was a new occurrence (so callers can report it once elsewhere too).
     pub async fn event(
         &self,
         object: &ObjectReference,
@@ -194,7 +198,7 @@ impl Context {
         reason: &str,
         action: &str,
         note: String,
-    ) {
+    ) -> bool {
         let key = event_key(object);
         let fingerprint = format!("{reason}\u{0}{note}");
         let repeated = self
@@ -205,7 +209,7 @@ impl Context {
             })
             .unwrap_or(false);
         if repeated {
-            return;
+            return false;
         }
         let ev = Event {
             type_,
@@ -217,6 +221,7 @@ impl Context {
         if let Err(e) = self.recorder.publish(&ev, object).await {
             tracing::warn!(object = %key, error = %e, "cannot publish event");
         }
+        true
     }
 
     /// True the first time `key` is seen by this process.
