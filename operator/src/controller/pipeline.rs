@@ -364,13 +364,19 @@ pub async fn reconcile(
             ),
         )
     } else {
-        Outcome::ready(
-            "Reconciled",
-            match &pipeline.spec.schedule {
-                Some(s) => format!("scheduled {s}"),
-                None => "runs on demand (annotation medplat.io/run-requested-at)".to_string(),
-            },
-        )
+        let when = match &pipeline.spec.schedule {
+            Some(s) => format!("scheduled {s}"),
+            None => "runs on demand (annotation medplat.io/run-requested-at)".to_string(),
+        };
+        let parallel = if pipeline.spec.parallelism > 1 {
+            format!(
+                "; an Indexed Job of {} pods where index 0 runs the whole pipeline (partitioned runs are not implemented)",
+                pipeline.spec.parallelism
+            )
+        } else {
+            String::new()
+        };
+        Outcome::ready("Reconciled", format!("{when}{parallel}"))
     };
     match &outcome {
         Outcome::Stalled { reason, message } => {
