@@ -396,13 +396,30 @@ async fn node_loses_hardening(t: &Target) {
         );
         return;
     }
+    let job_pods = || -> Vec<String> {
+        let pods = json(&t.must(&["get", "pods", "-A", "-l", "medplat.io/level", "-o", "json"]));
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["metadata"]["ownerReferences"][0]["kind"] == "Job")
+            .map(|p| {
+                format!(
+                    "{}/{}",
+                    p["metadata"]["namespace"].as_str().unwrap_or_default(),
+                    p["metadata"]["name"].as_str().unwrap_or_default()
+                )
+            })
+            .collect()
+    };
     let (pod, node) = eventually(
         Duration::from_secs(90),
-        "a running L3+ pod on a hardened node",
+        "a long-running L3+ pod (not a run's Job pod, which may finish) on a hardened node",
         || {
-            sensitive_pods(t)
-                .into_iter()
-                .find(|(_, node)| hardened_label(t, node).as_deref() == Some("true"))
+            let job_pods = job_pods();
+            sensitive_pods(t).into_iter().find(|(pod, node)| {
+                !job_pods.contains(pod) && hardened_label(t, node).as_deref() == Some("true")
+            })
         },
     )
     .await;
