@@ -35,6 +35,8 @@ pub struct Settings {
     pub probe_timeout: Duration,
     /// How often a healthy object is re-checked (probes, expiry, drift of external state).
     pub resync: Duration,
+    /// The namespace the operator runs in; the Platform's namespaced children go there.
+    pub operator_namespace: String,
 }
 
 impl Default for Settings {
@@ -44,7 +46,38 @@ impl Default for Settings {
             namespace: None,
             probe_timeout: Duration::from_secs(3),
             resync: Duration::from_secs(300),
+            operator_namespace: crate::render::platform::DEFAULT_NAMESPACE.to_string(),
         }
+    }
+}
+
+/// Which parent caches have finished their first list.
+///
+/// `Store::wait_until_ready` wakes only the last task that polled it (a oneshot channel keeps a
+/// single waker) and each controller already waits on its own store, so other readers (the
+/// admission webhook) must not wait on it: they read these flags instead.
+#[derive(Clone, Debug, Default)]
+pub struct ParentsSynced {
+    kinds: Arc<Mutex<std::collections::BTreeSet<&'static str>>>,
+}
+
+impl ParentsSynced {
+    /// The parent kinds a complete view needs.
+    pub const KINDS: [&'static str; 4] = ["StorageTier", "DataSource", "AccessPolicy", "Pipeline"];
+
+    /// Records that `kind`'s cache has listed once (idempotent: a re-list repeats it).
+    pub fn mark(&self, kind: &'static str) {
+        if let Ok(mut k) = self.kinds.lock() {
+            k.insert(kind);
+        }
+    }
+
+    /// Whether every parent cache has listed once.
+    pub fn all(&self) -> bool {
+        self.kinds
+            .lock()
+            .map(|k| Self::KINDS.iter().all(|kind| k.contains(kind)))
+            .unwrap_or(false)
     }
 }
 
@@ -59,6 +92,8 @@ pub struct ParentStores {
     pub policies: Store<kube::core::DeserializeGuard<AccessPolicy>>,
     /// Pipelines.
     pub pipelines: Store<kube::core::DeserializeGuard<Pipeline>>,
+    /// Which of them have listed once.
+    pub synced: ParentsSynced,
 }
 
 /// Everything a reconcile needs.
@@ -75,6 +110,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Event recorder.
     pub recorder: Recorder,
+    /// Audit events (JSON lines with `"audit": true`) for the log collector.
+    pub audit: crate::api::audit::AuditEmitter,
     /// Settings.
     pub settings: Settings,
     /// Consecutive failures per object, for exponential backoff.
@@ -102,6 +139,7 @@ impl Context {
         };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
+            audit: crate::api::audit::AuditEmitter::stdout(),
             client,
             children,
             parents,
@@ -152,6 +190,7 @@ impl Context {
 
     /// Publishes an event about `object` unless the same reason and message was the last
     /// event published for it. Event failures are logged, never fatal: events are best effort.
+    /// Returns whether this was a new occurrence (so callers can report it once elsewhere too).
     pub async fn event(
         &self,
         object: &ObjectReference,
@@ -159,7 +198,7 @@ impl Context {
         reason: &str,
         action: &str,
         note: String,
-    ) {
+    ) -> bool {
         let key = event_key(object);
         let fingerprint = format!("{reason}\u{0}{note}");
         let repeated = self
@@ -170,7 +209,7 @@ impl Context {
             })
             .unwrap_or(false);
         if repeated {
-            return;
+            return false;
         }
         let ev = Event {
             type_,
@@ -182,6 +221,7 @@ impl Context {
         if let Err(e) = self.recorder.publish(&ev, object).await {
             tracing::warn!(object = %key, error = %e, "cannot publish event");
         }
+        true
     }
 
     /// True the first time `key` is seen by this process.

@@ -15,6 +15,7 @@ pub mod invalid;
 pub mod leader;
 pub mod metrics;
 pub mod pipeline;
+pub mod platform;
 pub mod runner;
 pub mod status;
 pub mod storage_tier;
