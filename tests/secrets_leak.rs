@@ -11,7 +11,8 @@
 //! other than a Secret (every version kubesim stored: Events, status, ConfigMaps with the
 //! resolved-pipeline documents and policy bundles, Jobs, …), metric, admission answer, worker
 //! output, manifest, quarantine or summary. Positive controls: the same scan finds every value
-//! in the Secrets themselves, and the worker really sent the planted password.
+//! in the Secrets themselves, a decoy leaked on purpose (base64 in a ConfigMap, hex in a debug
+//! line) is found where it was put, and the worker really sent the planted password.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
@@ -37,6 +38,12 @@ const CHILD_ARGS: &str = "MEDPLAT_LEAK_TEST_WORKER_ARGS";
 const DB_PASSWORD: &str = "canary-HIS-db-pw-7hQ2xV9kLm";
 const S3_SECRET_KEY: &str = "canary-s3-SecretKey-Zr8Lm2Qe5TnWq";
 const S3_ACCESS_KEY_ID: &str = "MEDPLATCANARYAKID";
+
+/// A value leaked on purpose by the operator test, into a ConfigMap (base64) and a debug log
+/// line (hex): the scan must find it there, which proves those channels really are captured
+/// and scanned. It is no Secret's value, so finding it is not a leak.
+const DECOY: &str = "decoy-leaked-on-purpose-4fJ8sPq2Wn";
+const DECOY_NAME: &str = "decoy (leaked on purpose)";
 
 /// The planted Secrets as `(secret, key, value)`, in the layout of `examples/hospital/secrets`.
 fn planted() -> Vec<(&'static str, &'static str, &'static str)> {
@@ -281,6 +288,18 @@ async fn operator_and_webhook_never_reveal_a_planted_secret() {
         c.apply(&obj).await;
     }
 
+    // The deliberate leak (see DECOY): a ConfigMap holding it base64-encoded, and a debug line
+    // holding it in hex.
+    let decoy_b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, DECOY);
+    c.apply(&json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "leak-decoy", "namespace": "clinical"},
+        "data": {"note": format!("wrapped {decoy_b64} here")},
+    }))
+    .await;
+    let decoy_hex: String = DECOY.bytes().map(|b| format!("{b:02x}")).collect();
+    tracing::debug!(target: "secrets_leak", "decoy {decoy_hex}");
+
     let op = c.start_operator(test_settings());
 
     // Converged: every parent's status is of its generation, and the failure paths reported.
@@ -427,8 +446,26 @@ async fn operator_and_webhook_never_reveal_a_planted_secret() {
     );
     assert!(seen("Job", "research-deid-keys"), "no Job mounts the keys");
 
-    assert_no_leak(&scan(&canaries, &artifacts));
+    // The decoy is scanned for with the rest: it must be found where it was leaked on purpose
+    // (so the ConfigMap history and the debug log really are scanned, encodings included), and
+    // nothing else may be found.
     assert_found_in_control(&canaries, &secrets);
+    canaries.push(Canary::new(DECOY_NAME, DECOY));
+    let (decoy, leaks): (Vec<Finding>, Vec<Finding>) = scan(&canaries, &artifacts)
+        .into_iter()
+        .partition(|f| f.canary == DECOY_NAME);
+    assert_no_leak(&leaks);
+    for (origin, form) in [
+        ("ConfigMap clinical/leak-decoy", "base64"),
+        ("log (debug)", "hex"),
+    ] {
+        assert!(
+            decoy
+                .iter()
+                .any(|f| f.origin.starts_with(origin) && f.form.starts_with(form)),
+            "the decoy leaked on purpose as {form} into {origin} was not found: {decoy:?}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
