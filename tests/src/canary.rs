@@ -77,7 +77,7 @@ impl Canary {
         out.extend(encoded_forms("", trimmed.as_bytes()));
         // Key files hold hex; the worker uses the decoded bytes.
         if trimmed.len() >= 32
-            && trimmed.len() % 2 == 0
+            && trimmed.len().is_multiple_of(2)
             && trimmed.bytes().all(|b| b.is_ascii_hexdigit())
         {
             let decoded: Vec<u8> = (0..trimmed.len())
@@ -114,7 +114,7 @@ fn encoded_forms(prefix: &str, bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
             if end > skip + 8 {
                 out.push((
                     format!("{prefix}{name} (alignment {shift})"),
-                    enc[skip..end].as_bytes().to_vec(),
+                    enc.as_bytes()[skip..end].to_vec(),
                 ));
             }
         }
@@ -266,6 +266,6 @@ mod tests {
     #[test]
     fn names_nothing_in_clean_text() {
         assert!(found(b"secretName: lab-deid-keys, key hmac-key, <redacted>".to_vec()).is_empty());
-        assert!(found(KEY[..40].as_bytes().to_vec()).is_empty());
+        assert!(found(KEY.as_bytes()[..40].to_vec()).is_empty());
     }
 }
