@@ -1,7 +1,7 @@
 //! The end-to-end story, driven by `kubectl` against kubesim (default) or a real cluster
 //! (`MEDPLAT_E2E_KUBECONFIG`): install, the example hospital Ready, a non-compliant pipeline
 //! rejected by the webhook, the same pipeline blocked by the controller with the webhook off,
-//! fixed and run, a grant expiring on time, and an uninstall that keeps the data's claims.
+//! fixed and run, a node losing hardening and its sensitive pods leaving it, a grant expiring on time, and an uninstall that keeps the data's claims.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -232,7 +232,13 @@ async fn the_hospital_story() {
     })
     .await;
 
-    step(6, "a grant expires: its RoleBinding disappears on time");
+    step(
+        6,
+        "a node loses hardening: it loses its label and its sensitive pods leave it",
+    );
+    node_loses_hardening(&t).await;
+
+    step(7, "a grant expires: its RoleBinding disappears on time");
     let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(8);
     let grant = format!(
         "apiVersion: medplat.io/v1alpha1\nkind: AccessPolicy\nmetadata: {{name: short-grant, namespace: clinical}}\nspec:\n  purpose: Research\n  subjects: [{{kind: Group, name: visiting-researchers}}]\n  rules:\n    - resources: {{kind: StorageTier, names: [research-l2]}}\n      verbs: [read]\n      constraints: {{deidentifiedOnly: true, validUntil: \"{until}\"}}\n"
@@ -282,7 +288,7 @@ async fn the_hospital_story() {
     );
 
     step(
-        7,
+        8,
         "uninstall: the operator and the CRDs go, the data's claims stay",
     );
     let claims_before = t.must(&[
@@ -327,4 +333,177 @@ async fn the_hospital_story() {
         !ns.ok || ns.stdout.contains("Terminating"),
         "the operator namespace is still there"
     );
+}
+
+/// Running pods labelled L3 or above, as (namespace/name, node).
+fn sensitive_pods(t: &Target) -> Vec<(String, String)> {
+    let pods = json(&t.must(&["get", "pods", "-A", "-l", "medplat.io/level", "-o", "json"]));
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            matches!(
+                p["metadata"]["labels"]["medplat.io/level"].as_str(),
+                Some("L3" | "L4" | "L5")
+            ) && p["status"]["phase"] == "Running"
+                && p["metadata"]["deletionTimestamp"].is_null()
+        })
+        .filter_map(|p| {
+            let node = p["spec"]["nodeName"].as_str()?;
+            Some((
+                format!(
+                    "{}/{}",
+                    p["metadata"]["namespace"].as_str()?,
+                    p["metadata"]["name"].as_str()?
+                ),
+                node.to_string(),
+            ))
+        })
+        .collect()
+}
+
+fn hardened_label(t: &Target, node: &str) -> Option<String> {
+    let n = json(&t.must(&["get", "node", node, "-o", "json"]));
+    n["metadata"]["labels"]["medplat.io/hardened"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The Platform is in Enforce mode (as the example hospital sets it). One node's agent
+/// reports a failing check, exactly the status it writes when someone turns ASLR off on the
+/// host: the node loses `medplat.io/hardened` at once, its L3+ pods are evicted with a Warning
+/// Event and come back on hardened nodes. The agent's next clean scan restores the node.
+///
+/// On a real cluster the step needs at least two hardened nodes and a running L3+ pod (the
+/// example ADT listener); the node's real agent overwrites the patched status at its next
+/// interval, which is far longer than this step takes.
+async fn node_loses_hardening(t: &Target) {
+    let hardened_nodes = || {
+        let nodes = json(&t.must(&[
+            "get",
+            "nodes",
+            "-l",
+            "medplat.io/hardened=true",
+            "-o",
+            "json",
+        ]));
+        nodes["items"].as_array().unwrap().len()
+    };
+    if !t.is_simulated() && hardened_nodes() < 2 {
+        eprintln!(
+            "e2e step 6 SKIPPED: the cluster has fewer than two nodes labelled medplat.io/hardened=true, so no node can lose hardening while another takes its pods (see e2e/README.md)"
+        );
+        return;
+    }
+    let job_pods = || -> Vec<String> {
+        let pods = json(&t.must(&["get", "pods", "-A", "-l", "medplat.io/level", "-o", "json"]));
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["metadata"]["ownerReferences"][0]["kind"] == "Job")
+            .map(|p| {
+                format!(
+                    "{}/{}",
+                    p["metadata"]["namespace"].as_str().unwrap_or_default(),
+                    p["metadata"]["name"].as_str().unwrap_or_default()
+                )
+            })
+            .collect()
+    };
+    let (pod, node) = eventually(
+        Duration::from_secs(90),
+        "a long-running L3+ pod (not a run's Job pod, which may finish) on a hardened node",
+        || {
+            let job_pods = job_pods();
+            sensitive_pods(t).into_iter().find(|(pod, node)| {
+                !job_pods.contains(pod) && hardened_label(t, node).as_deref() == Some("true")
+            })
+        },
+    )
+    .await;
+    eprintln!("e2e: {pod} (sensitive) runs on {node}; its agent now reports a failing check");
+
+    let original = json(&t.must(&["get", "nodecompliance", &node, "-o", "json"]))["status"].clone();
+    let mut failing = original.clone();
+    let checks = failing["checks"].as_array_mut().unwrap();
+    let check = checks
+        .iter_mut()
+        .find(|c| c["status"] == "PASS")
+        .expect("the agent's scan has a passing check to fail");
+    let failed_id = check["id"].as_str().unwrap().to_string();
+    check["status"] = "FAIL".into();
+    check["actual"] = "drifted".into();
+    failing["compliant"] = false.into();
+    failing["summary"]["pass"] = (failing["summary"]["pass"].as_i64().unwrap() - 1).into();
+    failing["summary"]["fail"] = (failing["summary"]["fail"].as_i64().unwrap() + 1).into();
+    let patch = |status: &Value| {
+        t.must(&[
+            "patch",
+            "nodecompliance",
+            &node,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &serde_json::json!({ "status": status }).to_string(),
+        ]);
+    };
+    patch(&failing);
+
+    eventually(
+        Duration::from_secs(30),
+        "the node to lose its hardened label",
+        || (hardened_label(t, &node).as_deref() == Some("false")).then_some(()),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(60),
+        "the sensitive pods to leave the unhardened node and run on hardened ones",
+        || {
+            let pods = sensitive_pods(t);
+            let none_left = pods.iter().all(|(_, n)| n != &node);
+            let back = pods
+                .iter()
+                .any(|(_, n)| hardened_label(t, n).as_deref() == Some("true"));
+            (none_left && back).then_some(())
+        },
+    )
+    .await;
+    let (pod_ns, pod_name) = pod.split_once('/').unwrap();
+    let events = t.must(&[
+        "-n",
+        pod_ns,
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.name={pod_name}"),
+        "-o",
+        "json",
+    ]);
+    assert!(
+        events.contains("Warning") && events.contains(&node),
+        "no Warning Event on the evicted pod {pod}:\n{events}"
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the Platform to count the node as not hardened",
+        || {
+            let p = json(&t.must(&["get", "platform", "default", "-o", "json"]));
+            let text = p["status"]["hardenedNodes"].as_str()?.to_string();
+            let (h, total) = text.split_once('/')?;
+            (h.parse::<u32>().ok()? < total.parse::<u32>().ok()?).then_some(())
+        },
+    )
+    .await;
+    eprintln!("e2e: {node} failed {failed_id}; its sensitive pods moved to hardened nodes");
+
+    // The host is fixed: the agent's next scan passes again and the node is hardened again.
+    patch(&original);
+    eventually(
+        Duration::from_secs(30),
+        "the node to be hardened again",
+        || (hardened_label(t, &node).as_deref() == Some("true")).then_some(()),
+    )
+    .await;
 }

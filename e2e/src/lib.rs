@@ -29,6 +29,8 @@ pub struct Simulated {
     pub sim: kubesim::Sim,
     stop: Option<tokio::sync::watch::Sender<bool>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The simulated node agents, which never end by themselves.
+    agents: Option<tokio::task::JoinHandle<()>>,
     /// The webhook's loopback URL, once started.
     pub webhook_url: Option<String>,
 }
@@ -96,6 +98,7 @@ impl Target {
                         sim,
                         stop: None,
                         tasks: Vec::new(),
+                        agents: None,
                         webhook_url: None,
                     }),
                     _dir: dir,
@@ -224,6 +227,17 @@ impl Target {
         .await
         .unwrap();
         s.webhook_url = Some(format!("https://{}/validate", webhook.local_addr));
+        // kubesim runs no containers, so the node-agent DaemonSet the Platform renders scans
+        // nothing: simulated agents write every node's NodeCompliance, all hardened, through
+        // the real agent's writer, as the DaemonSet does on a real cluster.
+        let scanned = ["worker-1", "worker-2", "worker-3"]
+            .map(|n| (n.to_string(), true))
+            .to_vec();
+        s.agents = Some(tokio::spawn(medplat::sandbox::agents::run(
+            client.clone(),
+            scanned,
+            medplat::sandbox::agents::example_interval(),
+        )));
         let controllers_shutdown = shutdown.clone();
         s.tasks.push(tokio::spawn(watches));
         s.tasks.push(tokio::spawn(serve));
@@ -243,6 +257,9 @@ impl Target {
     /// would). On a real cluster, nothing to do.
     pub async fn stop_operator(&mut self) {
         if let Some(s) = self.simulated.as_mut() {
+            if let Some(agents) = s.agents.take() {
+                agents.abort();
+            }
             if let Some(stop) = s.stop.take() {
                 let _ = stop.send(true);
             }
