@@ -37,6 +37,8 @@ impl RunningOperator {
     }
 }
 
+pub mod canary;
+
 /// Settings suited to tests: short probes and a short resync so periodic work is exercised.
 pub fn test_settings() -> Settings {
     Settings {

@@ -91,13 +91,22 @@ pub fn open(runtime: &tokio::runtime::Handle, read: PgRead) -> ChannelSource {
 
 async fn connect(read: &PgRead) -> Result<tokio_postgres::Client, SourceError> {
     let c = &read.connector;
+    // Trimmed like the user name: a Secret made with `--from-file` often ends in a newline,
+    // which the server would take as part of the password.
+    let password = read
+        .password
+        .expose_text()
+        .map_err(|e| SourceError::Config {
+            source_name: read.source_name.clone(),
+            message: format!("the database password: {e}"),
+        })?;
     let mut config = tokio_postgres::Config::new();
     config
         .host(&c.host)
         .port(c.port)
         .dbname(&c.database)
         .user(&read.user)
-        .password(read.password.expose())
+        .password(password)
         .application_name("medplat-worker")
         .connect_timeout(std::time::Duration::from_secs(15));
     let client = match c.ssl_mode {
