@@ -13,6 +13,8 @@ use medplat::controller::{Operator, Settings};
 use serde_json::Value;
 use tokio::sync::watch;
 
+pub mod workload;
+
 /// A simulated cluster with medplat's CRDs installed.
 pub struct Cluster {
     /// The simulated API server.
