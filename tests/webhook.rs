@@ -3,9 +3,9 @@
 //!
 //! A non-compliant Pipeline is refused at `kubectl apply` with every reason; compliant ones are
 //! admitted; with the webhook down `failurePolicy` decides (`Fail` refuses, `Ignore` admits and
-//! the controller then blocks the pipeline). Two replicas serve one certificate, and a rotated
-//! Secret (cert-manager) is served without a restart. No Secret value reaches a log line or
-//! a response.
+//! the controller then blocks the pipeline). A generated certificate near expiry is renewed under
+//! the same CA; two replicas serve one certificate, and a rotated (cert-manager) or deleted Secret
+//! is followed without a restart. No Secret value reaches a log line or a response.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -204,7 +204,37 @@ async fn kubectl_apply_is_judged_and_failure_policy_decides_when_the_webhook_is_
     let logs = captured_logs();
     let c = cluster().await;
     let op = c.start_operator(test_settings());
+    // A certificate medplat generated earlier, 10 days from expiry: renewed at start-up under
+    // the same CA, so caBundle does not change.
+    let identity = medplat::webhook::ServingIdentity {
+        service: "medplat-webhook".into(),
+        namespace: OPERATOR_NAMESPACE.into(),
+        extra_dns: vec![],
+        extra_ips: vec!["127.0.0.1".parse().unwrap()],
+    };
+    let mut old = medplat::webhook::tls::generate(&identity, jiff::Timestamp::now()).unwrap();
+    old.not_after = Some(jiff::Timestamp::now() + jiff::SignedDuration::from_hours(240));
+    let mut seeded = serde_json::to_value(medplat::webhook::certs::secret_from_bundle(
+        OPERATOR_NAMESPACE,
+        WEBHOOK_SECRET,
+        &old,
+    ))
+    .unwrap();
+    seeded["apiVersion"] = json!("v1");
+    seeded["kind"] = json!("Secret");
+    c.apply(&seeded).await;
     let hook = c.start_webhook(&op).await;
+    assert_eq!(hook.webhook.ca_pem, old.ca_pem, "renewal keeps the CA");
+    let renewed = c
+        .get("v1", "Secret", Some(OPERATOR_NAMESPACE), WEBHOOK_SECRET)
+        .await
+        .unwrap();
+    let old_crt = base64::engine::general_purpose::STANDARD.encode(&old.cert_pem);
+    assert_ne!(
+        renewed["data"]["tls.crt"],
+        json!(old_crt),
+        "the serving certificate was renewed"
+    );
     c.register_webhook(&hook.url(), FailurePolicy::Fail).await;
     let ca = base64::engine::general_purpose::STANDARD.encode(hook.webhook.ca_pem.clone().unwrap());
     eventually(T, "the operator to write caBundle", || async {
@@ -283,7 +313,7 @@ async fn kubectl_apply_is_judged_and_failure_policy_decides_when_the_webhook_is_
 }
 
 #[tokio::test]
-async fn replicas_share_one_certificate_and_a_rotated_secret_is_served_without_restart() {
+async fn replicas_share_one_certificate_through_rotation_and_deletion_without_restart() {
     let logs = captured_logs();
     let c = cluster().await;
     let op = c.start_operator(test_settings());
@@ -364,6 +394,39 @@ async fn replicas_share_one_certificate_and_a_rotated_secret_is_served_without_r
         .await;
     }
 
+    secrets.extend(secret_values(&c).await);
+
+    // The Secret is deleted: the replicas make a new one (one wins the race), serve it, and
+    // caBundle follows.
+    c.api("v1", "Secret", Some(OPERATOR_NAMESPACE))
+        .delete(WEBHOOK_SECRET, &Default::default())
+        .await
+        .unwrap();
+    let regenerated = eventually(T, "a new webhook Secret", || async {
+        let s = c
+            .get("v1", "Secret", Some(OPERATOR_NAMESPACE), WEBHOOK_SECRET)
+            .await?;
+        let ca = s["data"]["ca.crt"].as_str()?.to_string();
+        (ca != new_ca).then_some(ca)
+    })
+    .await;
+    eventually(T, "caBundle to follow the regenerated CA", || async {
+        ca_bundle(&c)
+            .await
+            .iter()
+            .all(|b| *b == regenerated)
+            .then_some(())
+    })
+    .await;
+    for replica in [&a, &b] {
+        c.register_webhook(&replica.url(), FailurePolicy::Fail)
+            .await;
+        k.apply_until(
+            &bad,
+            "denied the request: Pipeline clinical/leak is not compliant",
+        )
+        .await;
+    }
     secrets.extend(secret_values(&c).await);
     a.stop().await;
     b.stop().await;

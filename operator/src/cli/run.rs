@@ -56,7 +56,7 @@ pub struct RunArgs {
     /// How long in-flight reconciles may take to finish after a shutdown signal, in seconds.
     #[arg(long, default_value_t = 20)]
     pub shutdown_grace_secs: u64,
-    /// The admission webhook (`--webhook-*`, `--operator-namespace`).
+    /// The admission webhook (`--webhook-*`).
     #[command(flatten)]
     pub webhook: crate::webhook::cli::WebhookArgs,
 }
@@ -95,12 +95,12 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
-    /// Leader election failed or leadership was lost.
-    #[error(transparent)]
-    Leader(#[from] crate::controller::leader::LeaderError),
     /// The admission webhook could not start.
     #[error(transparent)]
     Webhook(#[from] crate::webhook::WebhookError),
+    /// Leader election failed or leadership was lost.
+    #[error(transparent)]
+    Leader(#[from] crate::controller::leader::LeaderError),
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -190,14 +190,22 @@ async fn run_async(args: RunArgs) -> Result<(), RunError> {
     let (operator, watches) = Operator::start_caches(client.clone(), args.settings())?;
     let watches = tokio::spawn(watches);
 
-    // Admission webhook: on every replica, reading the controllers' caches.
+    // Admission webhook: on every replica, leader or not, reading the caches kept warm above.
+    // It serves until the process is about to exit, so it keeps answering while reconciles
+    // drain after SIGTERM.
+    let (webhook_stop, mut webhook_stopping) = tokio::sync::watch::channel(false);
     let webhook = match args.webhook.options(&args.operator_namespace) {
         Some(options) => {
+            let until_exit = async move {
+                let _ = webhook_stopping.wait_for(|stop| *stop).await;
+            }
+            .boxed()
+            .shared();
             let (_, serve) = crate::webhook::start(
                 client.clone(),
                 operator.context.parents.clone(),
                 options,
-                shutdown.clone(),
+                until_exit,
             )
             .await?;
             Some(tokio::spawn(serve))
@@ -254,11 +262,13 @@ async fn run_async(args: RunArgs) -> Result<(), RunError> {
         .await;
         Ok(())
     };
+    let _ = webhook_stop.send(true);
+    if let Some(webhook) = webhook {
+        // Open admission requests get a few seconds to finish.
+        let _ = tokio::time::timeout(Duration::from_secs(6), webhook).await;
+    }
     watches.abort();
     health.abort();
-    if let Some(webhook) = webhook {
-        webhook.abort();
-    }
     tracing::info!("medplat operator stopped");
     result
 }

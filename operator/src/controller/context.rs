@@ -48,6 +48,36 @@ impl Default for Settings {
     }
 }
 
+/// Which parent caches have finished their first list.
+///
+/// `Store::wait_until_ready` wakes only the last task that polled it (a oneshot channel keeps a
+/// single waker) and each controller already waits on its own store, so other readers (the
+/// admission webhook) must not wait on it: they read these flags instead.
+#[derive(Clone, Debug, Default)]
+pub struct ParentsSynced {
+    kinds: Arc<Mutex<std::collections::BTreeSet<&'static str>>>,
+}
+
+impl ParentsSynced {
+    /// The parent kinds a complete view needs.
+    pub const KINDS: [&'static str; 4] = ["StorageTier", "DataSource", "AccessPolicy", "Pipeline"];
+
+    /// Records that `kind`'s cache has listed once (idempotent: a re-list repeats it).
+    pub fn mark(&self, kind: &'static str) {
+        if let Ok(mut k) = self.kinds.lock() {
+            k.insert(kind);
+        }
+    }
+
+    /// Whether every parent cache has listed once.
+    pub fn all(&self) -> bool {
+        self.kinds
+            .lock()
+            .map(|k| Self::KINDS.iter().all(|kind| k.contains(kind)))
+            .unwrap_or(false)
+    }
+}
+
 /// The caches of the parent kinds, shared by the controllers that cross-reference them.
 #[derive(Clone)]
 pub struct ParentStores {
@@ -59,6 +89,8 @@ pub struct ParentStores {
     pub policies: Store<kube::core::DeserializeGuard<AccessPolicy>>,
     /// Pipelines.
     pub pipelines: Store<kube::core::DeserializeGuard<Pipeline>>,
+    /// Which of them have listed once.
+    pub synced: ParentsSynced,
 }
 
 /// Everything a reconcile needs.

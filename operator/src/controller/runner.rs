@@ -17,7 +17,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::children::ChildStores;
-use super::context::{Context, ParentStores, Settings};
+use super::context::{Context, ParentStores, ParentsSynced, Settings};
 use super::error::Error;
 use super::fanout::Fanout;
 use super::metrics::{Metrics, MetricsError};
@@ -59,6 +59,7 @@ struct ParentWatch<K: Resource<DynamicType = ()> + Clone + 'static, D> {
 fn parent_watch<K>(
     api: Api<DeserializeGuard<K>>,
     name: &'static str,
+    synced: ParentsSynced,
 ) -> Result<ParentWatch<K, impl Future<Output = ()> + Send + 'static + use<K>>, OperatorError>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -69,7 +70,12 @@ where
         .default_backoff()
         .modify(|g: &mut DeserializeGuard<K>| g.managed_fields_mut().clear())
         .reflect_shared(writer)
-        .for_each(|_| futures::future::ready(()));
+        .for_each(move |event| {
+            if let Ok(watcher::Event::InitDone) = event {
+                synced.mark(name);
+            }
+            futures::future::ready(())
+        });
     let drive = async move {
         futures::join!(watch, drain);
     };
@@ -175,31 +181,33 @@ impl Operator {
                 Api::all(client.clone()),
             ),
         };
+        let synced = ParentsSynced::default();
         let ParentWatch {
             store: tiers,
             subscription: tiers_sub,
             drive: drive_tiers,
-        } = parent_watch::<StorageTier>(Api::all(client.clone()), "StorageTier")?;
+        } = parent_watch::<StorageTier>(Api::all(client.clone()), "StorageTier", synced.clone())?;
         let ParentWatch {
             store: sources,
             subscription: sources_sub,
             drive: drive_sources,
-        } = parent_watch::<DataSource>(sources_api, "DataSource")?;
+        } = parent_watch::<DataSource>(sources_api, "DataSource", synced.clone())?;
         let ParentWatch {
             store: policies,
             subscription: policies_sub,
             drive: drive_policies,
-        } = parent_watch::<AccessPolicy>(policies_api, "AccessPolicy")?;
+        } = parent_watch::<AccessPolicy>(policies_api, "AccessPolicy", synced.clone())?;
         let ParentWatch {
             store: pipelines,
             subscription: pipelines_sub,
             drive: drive_pipelines,
-        } = parent_watch::<Pipeline>(pipelines_api, "Pipeline")?;
+        } = parent_watch::<Pipeline>(pipelines_api, "Pipeline", synced.clone())?;
         let parents = ParentStores {
             tiers: tiers.clone(),
             sources: sources.clone(),
             policies: policies.clone(),
             pipelines: pipelines.clone(),
+            synced,
         };
         let ctx = Arc::new(Context::new(
             client,

@@ -86,10 +86,11 @@ impl Catalog for ParentStores {
     }
 }
 
-/// Whether every cache has finished its first list, so "absent" means absent.
-pub async fn caches_ready(stores: &ParentStores) -> bool {
-    stores.tiers.wait_until_ready().await.is_ok()
-        && stores.sources.wait_until_ready().await.is_ok()
-        && stores.policies.wait_until_ready().await.is_ok()
-        && stores.pipelines.wait_until_ready().await.is_ok()
+/// Waits until every parent cache has finished its first list, so "absent" means absent.
+/// Polls the flags the runner raises instead of `Store::wait_until_ready`, which would steal
+/// the controllers' wake-up (see [`crate::controller::context::ParentsSynced`]).
+pub async fn caches_synced(stores: &ParentStores) {
+    while !stores.synced.all() {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -35,8 +35,8 @@ pub struct WebhookArgs {
     /// Do not run the admission webhook.
     #[arg(long)]
     pub no_webhook: bool,
-    /// The Secret (tls.crt, tls.key, ca.crt) holding the webhook's certificate, in the
-    /// operator's namespace; created with a generated certificate when missing.
+    /// The Secret (tls.crt, tls.key, ca.crt) holding the webhook's certificate, in
+    /// --operator-namespace; created with a generated certificate when missing.
     #[arg(long, default_value = "medplat-webhook-tls")]
     pub webhook_cert_secret: String,
     /// The ValidatingWebhookConfiguration whose caBundle the operator keeps in step with the
@@ -53,8 +53,8 @@ pub struct WebhookArgs {
 }
 
 impl WebhookArgs {
-    /// The webhook's options, or `None` when it is turned off. Its Secret lives in the
-    /// operator's namespace (`medplat run --operator-namespace`).
+    /// The webhook's options, with its Secret in `operator_namespace` (`--operator-namespace`),
+    /// or `None` when it is turned off.
     pub fn options(&self, operator_namespace: &str) -> Option<WebhookOptions> {
         let addr = self.webhook_addr.0.filter(|_| !self.no_webhook)?;
         let (ips, dns): (Vec<_>, Vec<_>) = self

@@ -110,9 +110,8 @@ pub async fn start(
         let ready = ready.clone();
         let stores = stores.clone();
         tokio::spawn(async move {
-            if catalog::caches_ready(&stores).await {
-                ready.store(true, Ordering::Relaxed);
-            }
+            catalog::caches_synced(&stores).await;
+            ready.store(true, Ordering::Relaxed);
         });
     }
     let router = server::router(server::WebhookState {
