@@ -21,6 +21,7 @@ use super::context::{Context, ParentStores, ParentsSynced, Settings};
 use super::error::Error;
 use super::fanout::Fanout;
 use super::metrics::{Metrics, MetricsError};
+use super::triggers::{in_namespace, pipelines_reading, spec_changes};
 use super::{access_policy, data_source, pipeline, storage_tier};
 use crate::api::{AccessPolicy, DataSource, Pipeline, StorageTier};
 use crate::render::tier_claim::TIER_LABEL;
@@ -113,8 +114,9 @@ where
     Fut: Future<Output = Result<Action, Error>>,
 {
     let key = format!("{controller}/{}", ObjectRef::from_obj(obj.as_ref()));
-    // Prune must never mistake "not listed yet" for "absent"; this is instant once ready.
-    ctx.children.wait_until_ready().await;
+    // Prune must never mistake "not listed yet" for "absent", nor a policy decision a source
+    // not listed yet for a missing one; this is instant once synced.
+    ctx.wait_synced().await;
     let start = Instant::now();
     let result = f(obj, ctx.clone()).await;
     ctx.metrics.observe_reconcile(controller, start.elapsed());
@@ -217,14 +219,24 @@ impl Operator {
             settings,
         ));
 
-        let watches = futures::future::join5(
-            drive_children,
-            drive_tiers,
-            drive_sources,
-            drive_policies,
-            drive_pipelines,
-        )
-        .map(|_| ());
+        // The only waiter on the child stores' readiness (see `ParentsSynced` for why).
+        let children_synced = {
+            let ctx = ctx.clone();
+            async move {
+                ctx.children.wait_until_ready().await;
+                ctx.children_synced.mark();
+            }
+        };
+        let watches = async move {
+            futures::join!(
+                drive_children,
+                drive_tiers,
+                drive_sources,
+                drive_policies,
+                drive_pipelines,
+                children_synced
+            );
+        };
         Ok((
             Operator {
                 context: ctx,
@@ -285,7 +297,7 @@ impl Operator {
                 .owns_shared_stream(children.network_policies.subscribe())
                 .owns_shared_stream(children.deployments.subscribe())
                 .owns_shared_stream(children.services.subscribe())
-                .watches_shared_stream(tiers_sub.subscribe(), move |tier| {
+                .watches_shared_stream(spec_changes(tiers_sub.subscribe()), move |tier| {
                     let name = tier.name_any();
                     sources_for_tier
                         .state()
@@ -317,14 +329,8 @@ impl Operator {
                 .owns_shared_stream(children.roles.subscribe())
                 .owns_shared_stream(children.role_bindings.subscribe())
                 .owns_shared_stream(children.network_policies.subscribe())
-                .watches_shared_stream(sources_sub.subscribe(), move |source| {
-                    let ns = source.namespace();
-                    policies_for_source
-                        .state()
-                        .iter()
-                        .filter(|p| p.namespace() == ns)
-                        .map(|p| ObjectRef::from_obj(p.as_ref()))
-                        .collect::<Vec<_>>()
+                .watches_shared_stream(spec_changes(sources_sub.subscribe()), move |source| {
+                    in_namespace(&policies_for_source, source.namespace().as_deref())
                 })
                 .graceful_shutdown_on(shutdown.clone())
                 .run(
@@ -337,19 +343,8 @@ impl Operator {
         };
 
         let pipeline_controller = {
-            let in_namespace = |store: Store<DeserializeGuard<Pipeline>>| {
-                move |ns: Option<String>| -> Vec<ObjectRef<DeserializeGuard<Pipeline>>> {
-                    store
-                        .state()
-                        .iter()
-                        .filter(|p| ns.is_none() || p.namespace() == ns)
-                        .map(|p| ObjectRef::from_obj(p.as_ref()))
-                        .collect()
-                }
-            };
-            let by_source = in_namespace(pipelines.clone());
-            let by_policy = in_namespace(pipelines.clone());
-            let by_tier = in_namespace(pipelines.clone());
+            let (by_source, by_policy, by_tier) =
+                (pipelines.clone(), pipelines.clone(), pipelines.clone());
             Controller::for_shared_stream(
                 with_existing(pipelines_sub, &pipelines),
                 pipelines.clone(),
@@ -371,9 +366,15 @@ impl Operator {
                 .zip(job.namespace())
                 .map(|(name, ns)| ObjectRef::<DeserializeGuard<Pipeline>>::new(&name).within(&ns))
             })
-            .watches_shared_stream(sources_sub.subscribe(), move |s| by_source(s.namespace()))
-            .watches_shared_stream(policies_sub.subscribe(), move |p| by_policy(p.namespace()))
-            .watches_shared_stream(tiers_sub.subscribe(), move |_| by_tier(None))
+            .watches_shared_stream(spec_changes(sources_sub.subscribe()), move |s| {
+                pipelines_reading(&by_source, &s)
+            })
+            .watches_shared_stream(spec_changes(policies_sub.subscribe()), move |p| {
+                in_namespace(&by_policy, p.namespace().as_deref())
+            })
+            .watches_shared_stream(spec_changes(tiers_sub.subscribe()), move |_| {
+                in_namespace(&by_tier, None)
+            })
             .graceful_shutdown_on(shutdown.clone())
             .run(
                 |o, c| instrumented(pipeline::CONTROLLER, o, c, pipeline::reconcile),
