@@ -47,6 +47,9 @@ pub struct Options {
     pub postgres: (String, u16),
     /// Every how many on-demand Pipelines one carries a run request (`0`: none).
     pub run_request_every: usize,
+    /// The schedule of every scheduled Pipeline (`None`: the examples' own, e.g. every 15
+    /// minutes). A test comparing runs sets one that never fires while it runs.
+    pub schedule: Option<String>,
 }
 
 /// The generated objects, in the order they must be created.
@@ -166,11 +169,8 @@ fn rename(obj: &mut Value, name: &str, namespace: Option<&str>) {
 
 /// The Secrets of `examples/hospital/secrets` in `namespace`.
 fn secrets(namespace: &str) -> Vec<Value> {
-    medplat::manifests::secrets_from_dir(
-        &repo_root().join("examples/hospital/secrets"),
-        namespace,
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    medplat::manifests::secrets_from_dir(&repo_root().join("examples/hospital/secrets"), namespace)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Generates a hospital of `size`.
@@ -188,7 +188,9 @@ pub fn generate(size: Size, options: &Options) -> Workload {
     let mut w = Workload::default();
     w.setup.extend(t.of_kind("StorageClass").cloned());
     w.setup.extend(t.of_kind("StorageTier").cloned());
-    w.namespaces = (0..size.namespaces).map(|i| format!("ward-{i:02}")).collect();
+    w.namespaces = (0..size.namespaces)
+        .map(|i| format!("ward-{i:02}"))
+        .collect();
     for ns in &w.namespaces {
         w.setup
             .push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
@@ -214,10 +216,16 @@ pub fn generate(size: Size, options: &Options) -> Workload {
             h["landing"]["path"] = json!(format!("adt/{name}"));
         }
         if let Some(f) = s["spec"]["connector"].get_mut("files") {
-            let path = f["location"]["path"].as_str().unwrap_or("files").to_string();
+            let path = f["location"]["path"]
+                .as_str()
+                .unwrap_or("files")
+                .to_string();
             f["location"]["path"] = json!(format!("{path}/{name}"));
         }
-        sources_by_shape.entry((ns_i, shape)).or_default().push(name);
+        sources_by_shape
+            .entry((ns_i, shape))
+            .or_default()
+            .push(name);
         w.sources.push(s);
     }
 
@@ -242,7 +250,10 @@ pub fn generate(size: Size, options: &Options) -> Workload {
         let mut p = t.get("Pipeline", shape.pipeline);
         rename(&mut p, &name, Some(ns));
         p["spec"]["sources"] = json!([source]);
-        let dataset = p["spec"]["sink"]["dataset"].as_str().unwrap_or("d").to_string();
+        let dataset = p["spec"]["sink"]["dataset"]
+            .as_str()
+            .unwrap_or("d")
+            .to_string();
         p["spec"]["sink"]["dataset"] = json!(format!("{dataset}/{name}"));
         if let Some(a) = p["metadata"]
             .get_mut("annotations")
@@ -251,7 +262,9 @@ pub fn generate(size: Size, options: &Options) -> Workload {
             a.remove(medplat::api::pipeline::RUN_REQUESTED_AT);
         }
         if (local / 4) % 2 == 0 {
-            if p["spec"].get("schedule").is_none() {
+            if let Some(s) = &options.schedule {
+                p["spec"]["schedule"] = json!(s);
+            } else if p["spec"].get("schedule").is_none() {
                 p["spec"]["schedule"] = json!("30 3 * * *");
             }
         } else {
@@ -264,7 +277,10 @@ pub fn generate(size: Size, options: &Options) -> Workload {
             }
             on_demand += 1;
         }
-        let sink = p["spec"]["sink"]["tier"].as_str().unwrap_or_default().to_string();
+        let sink = p["spec"]["sink"]["tier"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         planned[ns_i].push(Planned {
             sa: format!("medplat-pipeline-{name}"),
             source,
@@ -296,8 +312,7 @@ pub fn generate(size: Size, options: &Options) -> Workload {
             ("clinical-pipelines", clinical, clinical_groups),
         ] {
             for g in 0..n_groups {
-                let group: Vec<&&Planned> =
-                    members.iter().skip(g).step_by(n_groups).collect();
+                let group: Vec<&&Planned> = members.iter().skip(g).step_by(n_groups).collect();
                 let mut p = t.get("AccessPolicy", kind);
                 rename(&mut p, &format!("{kind}-{g:03}"), Some(ns));
                 let subjects: Vec<Value> = group
@@ -340,7 +355,10 @@ pub fn assert_compliant(w: &Workload) {
     use medplat::api::{AccessPolicy, DataSource, Pipeline, StorageTier};
     let typed = |v: &Value| -> (String, Value) {
         (
-            v["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
+            v["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             v.clone(),
         )
     };
@@ -388,7 +406,12 @@ pub fn assert_compliant(w: &Workload) {
         refused.is_empty(),
         "{} generated pipelines are not compliant, e.g.:\n{}",
         refused.len(),
-        refused.iter().take(5).cloned().collect::<Vec<_>>().join("\n")
+        refused
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 

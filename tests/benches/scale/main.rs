@@ -192,20 +192,32 @@ fn print_table(label: &str, size: Size, runs: &[measure::RunResult], idle: Durat
         objects as f64 / ready
     );
     for r in runs.iter().filter(|r| r.idle_writes > 0) {
-        println!("\nIdle writes (first 20): {}", r.idle_write_samples.join("; "));
+        println!(
+            "\nIdle writes (first 20): {}",
+            r.idle_write_samples.join("; ")
+        );
     }
     let mid = &runs[runs.len() / 2];
-    println!("\nRequests by verb until Ready (run {}):\n", runs.len() / 2 + 1);
+    println!(
+        "\nRequests by verb until Ready (run {}):\n",
+        runs.len() / 2 + 1
+    );
     println!("| verb | requests |");
     println!("|---|---|");
     for (verb, n) in &mid.by_verb {
         println!("| {verb} | {n} |");
     }
-    println!("\nWrites by resource until Ready (run {}):\n", runs.len() / 2 + 1);
+    println!(
+        "\nWrites by resource until Ready (run {}):\n",
+        runs.len() / 2 + 1
+    );
     println!("| resource | writes | objects (minimum) |");
     println!("|---|---|---|");
-    let keys: std::collections::BTreeSet<&String> =
-        mid.writes_by_resource.keys().chain(mid.minimum_by_resource.keys()).collect();
+    let keys: std::collections::BTreeSet<&String> = mid
+        .writes_by_resource
+        .keys()
+        .chain(mid.minimum_by_resource.keys())
+        .collect();
     for k in keys {
         println!(
             "| {k} | {} | {} |",

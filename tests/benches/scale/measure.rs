@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use medplat_integration::state::{PARENTS, children, not_ready, stored};
 use medplat_integration::workload::{self, Options, Size};
-use serde_json::Value;
 
 use super::replay;
 
@@ -77,97 +77,6 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Whether a medplat object is Ready for its current generation.
-pub fn is_ready(obj: &Value) -> bool {
-    let generation = obj["metadata"]["generation"].as_i64();
-    obj["status"]["observedGeneration"].as_i64() == generation
-        && obj["status"]["conditions"].as_array().is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-}
-
-/// The kinds whose objects must become Ready.
-pub const PARENTS: [(&str, &str); 4] = [
-    ("medplat.io/v1alpha1", "StorageTier"),
-    ("medplat.io/v1alpha1", "DataSource"),
-    ("medplat.io/v1alpha1", "AccessPolicy"),
-    ("medplat.io/v1alpha1", "Pipeline"),
-];
-
-/// Every stored object of a kind.
-pub fn stored(sim: &kubesim::Sim, api_version: &str, kind: &str) -> Vec<std::sync::Arc<Value>> {
-    let store = sim.objects().store();
-    let rt = store
-        .registry()
-        .by_kind(api_version, kind)
-        .unwrap_or_else(|| panic!("kubesim serves no {kind}"));
-    store.list(&rt.storage, None, None).0
-}
-
-/// How many parents are not Ready yet, and one of them.
-fn not_ready(sim: &kubesim::Sim) -> (usize, Option<String>) {
-    let mut n = 0;
-    let mut example = None;
-    for (v, k) in PARENTS {
-        for o in stored(sim, v, k) {
-            if !is_ready(&o) {
-                n += 1;
-                example.get_or_insert_with(|| {
-                    format!(
-                        "{k} {}/{}: {}",
-                        o["metadata"]["namespace"].as_str().unwrap_or_default(),
-                        o["metadata"]["name"].as_str().unwrap_or_default(),
-                        o["status"]["conditions"]
-                    )
-                });
-            }
-        }
-    }
-    (n, example)
-}
-
-/// The kinds medplat writes children of.
-pub const CHILD_KINDS: [(&str, &str); 11] = [
-    ("v1", "ServiceAccount"),
-    ("v1", "ConfigMap"),
-    ("v1", "Service"),
-    ("v1", "PersistentVolumeClaim"),
-    ("networking.k8s.io/v1", "NetworkPolicy"),
-    ("batch/v1", "CronJob"),
-    ("batch/v1", "Job"),
-    ("apps/v1", "Deployment"),
-    ("rbac.authorization.k8s.io/v1", "Role"),
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
-    ("apps/v1", "DaemonSet"),
-];
-
-/// Whether medplat (any of its field managers) wrote this object.
-fn written_by_medplat(o: &Value) -> bool {
-    o["metadata"]["managedFields"]
-        .as_array()
-        .is_some_and(|m| {
-            m.iter().any(|f| {
-                f["manager"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("medplat-") && f["subresource"].is_null())
-            })
-        })
-}
-
-/// Every object medplat wrote (its children), as stored.
-pub fn children(sim: &kubesim::Sim) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    for (v, k) in CHILD_KINDS {
-        for o in stored(sim, v, k) {
-            if written_by_medplat(&o) {
-                out.push((k.to_string(), (*o).clone()));
-            }
-        }
-    }
-    out
-}
-
 fn plural(kind: &str) -> String {
     medplat::controller::apply::plural_of(kind)
 }
@@ -207,6 +116,7 @@ pub async fn run_once(size: Size, idle: Duration, run: usize) -> RunResult {
         &Options {
             postgres: ("127.0.0.1".into(), port),
             run_request_every: 0,
+            schedule: None,
         },
     );
     workload::assert_compliant(&w);

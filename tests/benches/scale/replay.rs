@@ -17,8 +17,14 @@ const MANAGER: &str = "raw-replay";
 fn key(kind: &str, v: &Value) -> (String, String, String) {
     (
         kind.to_string(),
-        v["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
-        v["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+        v["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        v["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
     )
 }
 
@@ -39,7 +45,10 @@ fn as_applied(child: &Value, uids: &HashMap<String, String>) -> Value {
         ] {
             meta.remove(k);
         }
-        if let Some(owners) = meta.get_mut("ownerReferences").and_then(Value::as_array_mut) {
+        if let Some(owners) = meta
+            .get_mut("ownerReferences")
+            .and_then(Value::as_array_mut)
+        {
             for o in owners {
                 if let Some(new) = o["uid"].as_str().and_then(|u| uids.get(u)) {
                     o["uid"] = json!(new);
@@ -86,9 +95,15 @@ pub async fn raw_writes(w: &Workload, parents: &[Value], children: &[(String, Va
     workload::seed(&sim, w);
     let mut uids = HashMap::new();
     let mut fresh = HashMap::new();
-    for (v, k) in super::measure::PARENTS {
-        for o in super::measure::stored(&sim, v, k) {
-            fresh.insert(key(k, &o), o["metadata"]["uid"].as_str().unwrap_or_default().to_string());
+    for (v, k) in medplat_integration::state::PARENTS {
+        for o in medplat_integration::state::stored(&sim, v, k) {
+            fresh.insert(
+                key(k, &o),
+                o["metadata"]["uid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
         }
     }
     let mut writes = Vec::new();
