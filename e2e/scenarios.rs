@@ -59,6 +59,12 @@ async fn the_hospital_story() {
     let mut t = Target::from_env().await;
 
     step(1, "install the CRDs and the operator with kustomize");
+    let dry = t.must(&["apply", "--dry-run=client", "-f", "crds/"]);
+    assert_eq!(
+        dry.matches("(dry run)").count(),
+        6,
+        "kubectl parses every CRD:\n{dry}"
+    );
     t.must(&["apply", "--server-side", "-f", "crds/"]);
     let ov = overlay(&t);
     let rendered = t.must(&["kustomize", &ov]);

@@ -19,6 +19,12 @@ pub const POLICY_COMPLIANT: &str = "PolicyCompliant";
 pub const REACHABLE: &str = "Reachable";
 /// `BackendVerified` (StorageTier): the storage backend exists and meets the tier's encryption.
 pub const BACKEND_VERIFIED: &str = "BackendVerified";
+/// `NodesHardened` (Platform): every selected node passed a recent scan.
+pub const NODES_HARDENED: &str = "NodesHardened";
+/// `LoggingConfigured` (Platform): the log collection config is valid and rolled out.
+pub const LOGGING_CONFIGURED: &str = "LoggingConfigured";
+/// `AlertingConfigured` (Platform): the alert rules are rendered; the reason says where to.
+pub const ALERTING_CONFIGURED: &str = "AlertingConfigured";
 
 /// The status of a condition, as in `metav1.ConditionStatus`.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::access_policy::{AccessPolicy, AccessPolicySpec, SubjectKind};
 use super::classification::Classification;
 use super::data_source::{DataSource, DataSourceSpec};
+use super::deidentify::Method;
 use super::pipeline::{Pipeline, PipelineSpec};
 use super::storage_tier::{StorageTier, StorageTierSpec};
 
@@ -317,7 +318,6 @@ impl ResolvedPipeline {
                 && let Some(keys) = &d.keys
             {
                 let methods: Vec<Method> = d.rules.iter().map(|r| r.method).collect();
-                use super::deidentify::Method;
                 if methods.contains(&Method::CryptoHash) || methods.contains(&Method::Perturb) {
                     need_secret(&keys.secret_name, &keys.hmac_key);
                 }

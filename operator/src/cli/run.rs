@@ -28,8 +28,9 @@ pub struct RunArgs {
         env = "MEDPLAT_NAMESPACE"
     )]
     pub namespace: Option<String>,
-    /// The operator's own namespace: where its Lease and webhook Secret live.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "medplat-system")]
+    /// The operator's own namespace: where its Lease and webhook Secret live, and where the
+    /// Platform's namespaced children (node agent, log collection, alert rules) go.
+    #[arg(long, env = "POD_NAMESPACE", default_value = crate::render::platform::DEFAULT_NAMESPACE)]
     pub operator_namespace: String,
     /// Elect a leader among replicas with a Lease; only the leader reconciles.
     #[arg(long, env = "MEDPLAT_LEADER_ELECTION")]
@@ -73,6 +74,7 @@ impl RunArgs {
             namespace: self.namespace.clone(),
             probe_timeout: Duration::from_secs(self.probe_timeout_secs),
             resync: Duration::from_secs(self.resync_secs),
+            operator_namespace: self.operator_namespace.clone(),
         }
     }
 }

@@ -130,6 +130,20 @@ pub fn run(args: &WorkerArgs) -> ExitCode {
 }
 
 fn run_pipeline(a: &RunArgs) -> Result<ExitCode, WorkerCliError> {
+    // An Indexed Job (spec.parallelism > 1) starts one pod per index. Splitting a run into
+    // partitions is not implemented: the k-anonymity gate, dedupe and linkage need the whole
+    // dataset, and the commit must stay one atomic version. Index 0 runs the pipeline; the
+    // others stop at once, so pods never race on the commit.
+    if let Some(index) = std::env::var("JOB_COMPLETION_INDEX")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        && index > 0
+    {
+        eprintln!(
+            "medplat worker: index {index} of an Indexed Job has nothing to do: index 0 runs the whole pipeline (partitioned runs are not implemented)"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let (doc, termination_log) = match (&a.config, &a.manifests) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path).map_err(|source| WorkerCliError::Read {

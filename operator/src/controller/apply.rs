@@ -160,6 +160,20 @@ impl Applier<'_> {
         desired: Vec<Child>,
         prune_kinds: &[&str],
     ) -> Result<ApplyOutcome> {
+        self.apply_keeping(owner_uid, desired, prune_kinds, |_| false)
+            .await
+    }
+
+    /// [`Self::apply`], but children for which `keep` holds are never pruned: a parent whose
+    /// new spec is invalid for one group of children keeps that group's last good objects in
+    /// place while the rest is reconciled.
+    pub async fn apply_keeping(
+        &self,
+        owner_uid: &str,
+        desired: Vec<Child>,
+        prune_kinds: &[&str],
+        keep: impl Fn(&CachedChild) -> bool,
+    ) -> Result<ApplyOutcome> {
         let mut outcome = ApplyOutcome::default();
         let mut wanted = BTreeSet::new();
         for mut child in desired {
@@ -184,7 +198,9 @@ impl Applier<'_> {
         }
         for kind in prune_kinds {
             for c in self.stores.owned_by(kind, owner_uid) {
-                if wanted.contains(&(c.kind.clone(), c.namespace.clone(), c.name.clone())) {
+                if wanted.contains(&(c.kind.clone(), c.namespace.clone(), c.name.clone()))
+                    || keep(&c)
+                {
                     continue;
                 }
                 self.delete(&c).await?;
@@ -275,6 +291,10 @@ fn api_version_of(kind: &str) -> &'static str {
         "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding" => {
             "rbac.authorization.k8s.io/v1"
         }
+        "ValidatingAdmissionPolicy" | "ValidatingAdmissionPolicyBinding" => {
+            "admissionregistration.k8s.io/v1"
+        }
+        "PrometheusRule" | "ServiceMonitor" => "monitoring.coreos.com/v1",
         _ => "v1",
     }
 }

@@ -10,21 +10,24 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use futures::StreamExt;
-use k8s_openapi::NamespaceResourceScope;
+use futures::{FutureExt, Stream, StreamExt};
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
+use kube::api::{ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
-
-use super::fanout::Fanout;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use super::fanout::Fanout;
 use crate::render::common::{MANAGED_BY, MANAGED_BY_VALUE};
 
 /// The label selector every child watch uses.
@@ -32,11 +35,71 @@ pub fn managed_selector() -> String {
     format!("{MANAGED_BY}={MANAGED_BY_VALUE}")
 }
 
-/// One child kind: its metadata cache and subscriptions that trigger owners.
+/// The objects a watch saw deleted, for consumers that must react to deletions.
+///
+/// kube's shared streams only carry objects that were applied: a deleted child would not
+/// trigger its owner (so it would not be recreated until the next resync), and a deleted pod
+/// or NodeCompliance would not trigger anything. This fills that gap. Receivers that fall more
+/// than [`DELETIONS_BUFFER`] behind skip ahead rather than hold up the watch.
+pub struct Deletions<K> {
+    tx: tokio::sync::broadcast::Sender<Arc<K>>,
+}
+
+/// How many deletions a slow receiver may fall behind.
+pub const DELETIONS_BUFFER: usize = 256;
+
+impl<K: Clone + Send + Sync + 'static> Deletions<K> {
+    /// A new signal.
+    pub fn new() -> Self {
+        Deletions {
+            tx: tokio::sync::broadcast::channel(DELETIONS_BUFFER).0,
+        }
+    }
+
+    /// Records the deletions in a watch event.
+    pub fn observe(&self, event: &watcher::Result<watcher::Event<K>>) {
+        if let Ok(watcher::Event::Delete(o)) = event {
+            // No receiver is fine: nobody needs to know.
+            let _ = self.tx.send(Arc::new(o.clone()));
+        }
+    }
+
+    /// The deleted objects from now on, for `Controller::owns_shared_stream` or
+    /// `watches_shared_stream`.
+    pub fn stream(&self) -> impl Stream<Item = Arc<K>> + Send + 'static + use<K> {
+        futures::stream::unfold(self.tx.subscribe(), |mut rx| async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match rx.recv().await {
+                    Ok(o) => return Some((o, rx)),
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+}
+
+impl<K> Clone for Deletions<K> {
+    fn clone(&self) -> Self {
+        Deletions {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<K: Clone + Send + Sync + 'static> Default for Deletions<K> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One child kind: its metadata cache and a subscription that triggers owners.
 pub struct ChildKind<K: Resource<DynamicType = ()> + Clone + 'static> {
     /// The cache, keyed by namespace and name.
     pub store: Store<PartialObjectMeta<K>>,
     fanout: Fanout<PartialObjectMeta<K>>,
+    deletions: Deletions<PartialObjectMeta<K>>,
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> ChildKind<K> {
@@ -45,6 +108,14 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> ChildKind<K>
         &self,
     ) -> futures::channel::mpsc::UnboundedReceiver<Arc<PartialObjectMeta<K>>> {
         self.fanout.subscribe()
+    }
+
+    /// A stream of deleted children, for a second `Controller::owns_shared_stream`: kube's
+    /// shared streams do not carry deletions, and a deleted child must be recreated.
+    pub fn deleted(
+        &self,
+    ) -> impl Stream<Item = Arc<PartialObjectMeta<K>>> + Send + 'static + use<K> {
+        self.deletions.stream()
     }
 }
 
@@ -76,14 +147,48 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> ChildKind<K> {
 /// How many events a shared stream buffers before its writer waits for slow subscribers.
 const SHARED_BUFFER: usize = 1024;
 
-/// Starts a metadata watch of `K` children and returns its cache plus the driver future.
+/// Starts a metadata watch of `K` children through `api` and returns its cache plus the driver
+/// future.
+fn child_kind_from<K>(
+    api: Api<PartialObjectMeta<K>>,
+) -> Option<(ChildKind<K>, futures::future::BoxFuture<'static, ()>)>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store_shared::<PartialObjectMeta<K>>(SHARED_BUFFER);
+    let (fanout, drain) = Fanout::new(writer.subscribe()?);
+    let deletions = Deletions::new();
+    let observer = deletions.clone();
+    let stream = watcher(api, watcher::Config::default().labels(&managed_selector()))
+        .default_backoff()
+        .modify(|o: &mut PartialObjectMeta<K>| {
+            o.managed_fields_mut().clear();
+        })
+        .reflect_shared(writer)
+        .for_each(move |ev| {
+            observer.observe(&ev);
+            futures::future::ready(())
+        });
+    // Boxed: kept on the heap, so building many watches does not grow the caller's stack.
+    let drive = async move {
+        futures::join!(stream, drain);
+    }
+    .boxed();
+    Some((
+        ChildKind {
+            store,
+            fanout,
+            deletions,
+        },
+        drive,
+    ))
+}
+
+/// Starts a metadata watch of namespaced `K` children (in `namespace`, or everywhere).
 fn child_kind<K>(
     client: &Client,
     namespace: Option<&str>,
-) -> Option<(
-    ChildKind<K>,
-    impl std::future::Future<Output = ()> + Send + use<K>,
-)>
+) -> Option<(ChildKind<K>, futures::future::BoxFuture<'static, ()>)>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -97,23 +202,134 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let (store, writer) = reflector::store_shared::<PartialObjectMeta<K>>(SHARED_BUFFER);
-    let (fanout, drain) = Fanout::new(writer.subscribe()?);
-    let stream = watcher(api, watcher::Config::default().labels(&managed_selector()))
+    child_kind_from(api)
+}
+
+/// Starts a metadata watch of cluster-scoped `K` children.
+fn cluster_child_kind<K>(
+    client: &Client,
+) -> Option<(ChildKind<K>, futures::future::BoxFuture<'static, ()>)>
+where
+    K: Resource<DynamicType = (), Scope = ClusterResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    child_kind_from(Api::<PartialObjectMeta<K>>::all(client.clone()))
+}
+
+/// A child kind known only at run time (a CRD such as the Prometheus operator's
+/// `PrometheusRule`), whose API may be absent.
+///
+/// While the API is absent the watch keeps retrying with backoff and the cache stays empty, so
+/// nothing is pruned; it is never part of [`ChildStores::wait_until_ready`], so a cluster
+/// without the CRD does not hold up any reconcile.
+pub struct DynamicChildKind {
+    /// The kind.
+    pub resource: ApiResource,
+    /// The cache, keyed by namespace and name.
+    pub store: Store<PartialObjectMeta<DynamicObject>>,
+    /// Signals every change; lagging receivers skip ahead, so the watch never waits for them.
+    changes: tokio::sync::broadcast::Sender<()>,
+}
+
+impl DynamicChildKind {
+    /// A stream that yields once per change (possibly coalesced), for
+    /// `Controller::reconcile_on`. kube's shared-stream handles need a kind known at compile
+    /// time, hence this signal instead.
+    pub fn changes(&self) -> impl Stream<Item = ()> + Send + 'static + use<> {
+        futures::stream::unfold(self.changes.subscribe(), |mut rx| async move {
+            use tokio::sync::broadcast::error::RecvError;
+            match rx.recv().await {
+                Ok(()) | Err(RecvError::Lagged(_)) => Some(((), rx)),
+                Err(RecvError::Closed) => None,
+            }
+        })
+    }
+
+    fn cached(&self, o: &PartialObjectMeta<DynamicObject>) -> CachedChild {
+        CachedChild {
+            kind: self.resource.kind.clone(),
+            namespace: o.namespace(),
+            name: o.name_any(),
+            labels: o.labels().clone(),
+            annotations: o.annotations().clone(),
+            generation: o.metadata.generation,
+            resource_version: o.resource_version(),
+        }
+    }
+
+    fn get(&self, namespace: Option<&str>, name: &str) -> Option<CachedChild> {
+        let key = reflector::ObjectRef::new_with(name, self.resource.clone());
+        let key = match namespace {
+            Some(ns) => key.within(ns),
+            None => key,
+        };
+        self.store.get(&key).map(|o| self.cached(&o))
+    }
+
+    fn owned_by(&self, uid: &str) -> Vec<CachedChild> {
+        self.store
+            .state()
+            .iter()
+            .filter(|o| {
+                o.labels()
+                    .get(crate::render::common::OWNER_UID)
+                    .map(String::as_str)
+                    == Some(uid)
+            })
+            .map(|o| self.cached(o))
+            .collect()
+    }
+}
+
+/// Starts a metadata watch of a run-time kind (see [`DynamicChildKind`]).
+fn dynamic_child_kind(
+    client: &Client,
+    namespace: Option<&str>,
+    resource: ApiResource,
+) -> Option<(DynamicChildKind, futures::future::BoxFuture<'static, ()>)> {
+    let api: Api<PartialObjectMeta<DynamicObject>> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    let writer =
+        reflector::store::Writer::<PartialObjectMeta<DynamicObject>>::new(resource.clone());
+    let store = writer.as_reader();
+    let (changes, _) = tokio::sync::broadcast::channel(16);
+    let tx = changes.clone();
+    let drive = watcher(api, watcher::Config::default().labels(&managed_selector()))
         .default_backoff()
-        .modify(|o: &mut PartialObjectMeta<K>| {
+        .modify(|o: &mut PartialObjectMeta<DynamicObject>| {
             o.managed_fields_mut().clear();
         })
-        .reflect_shared(writer)
-        .for_each(|_| futures::future::ready(()));
-    let drive = async move {
-        futures::join!(stream, drain);
-    };
-    Some((ChildKind { store, fanout }, drive))
+        .reflect(writer)
+        .touched_objects()
+        .for_each(move |r| {
+            if r.is_ok() {
+                // No receiver is fine: nobody needs to know.
+                let _ = tx.send(());
+            }
+            futures::future::ready(())
+        })
+        .boxed();
+    Some((
+        DynamicChildKind {
+            resource,
+            store,
+            changes,
+        },
+        drive,
+    ))
 }
 
 /// The caches of every child kind medplat renders.
 pub struct ChildStores {
+    /// Becomes true once every cache has listed once.
+    ready: tokio::sync::watch::Receiver<bool>,
     /// ServiceAccounts.
     pub service_accounts: ChildKind<ServiceAccount>,
     /// ConfigMaps.
@@ -138,6 +354,19 @@ pub struct ChildStores {
     pub daemon_sets: ChildKind<DaemonSet>,
     /// StatefulSets.
     pub stateful_sets: ChildKind<StatefulSet>,
+    /// ClusterRoles (cluster-scoped).
+    pub cluster_roles: ChildKind<ClusterRole>,
+    /// ClusterRoleBindings (cluster-scoped).
+    pub cluster_role_bindings: ChildKind<ClusterRoleBinding>,
+    /// ValidatingAdmissionPolicies (cluster-scoped; the API may be absent before
+    /// Kubernetes 1.30, so not waited for).
+    pub admission_policies: ChildKind<ValidatingAdmissionPolicy>,
+    /// ValidatingAdmissionPolicyBindings (as [`Self::admission_policies`]).
+    pub admission_policy_bindings: ChildKind<ValidatingAdmissionPolicyBinding>,
+    /// The Prometheus operator's PrometheusRules (the CRD may be absent).
+    pub prometheus_rules: DynamicChildKind,
+    /// The Prometheus operator's ServiceMonitors (the CRD may be absent).
+    pub service_monitors: DynamicChildKind,
 }
 
 /// The cached metadata of one child, whatever its kind.
@@ -186,6 +415,10 @@ macro_rules! per_kind {
             "PersistentVolumeClaim" => $f(&$self.claims),
             "DaemonSet" => $f(&$self.daemon_sets),
             "StatefulSet" => $f(&$self.stateful_sets),
+            "ClusterRole" => $f(&$self.cluster_roles),
+            "ClusterRoleBinding" => $f(&$self.cluster_role_bindings),
+            "ValidatingAdmissionPolicy" => $f(&$self.admission_policies),
+            "ValidatingAdmissionPolicyBinding" => $f(&$self.admission_policy_bindings),
             _ => None,
         }
     };
@@ -215,7 +448,23 @@ impl ChildStores {
         let (claims, j) = child_kind(client, namespace)?;
         let (daemon_sets, k) = child_kind(client, namespace)?;
         let (stateful_sets, l) = child_kind(client, namespace)?;
+        let (cluster_roles, m) = cluster_child_kind(client)?;
+        let (cluster_role_bindings, n) = cluster_child_kind(client)?;
+        let (admission_policies, o) = cluster_child_kind(client)?;
+        let (admission_policy_bindings, p) = cluster_child_kind(client)?;
+        let (prometheus_rules, q) = dynamic_child_kind(
+            client,
+            namespace,
+            crate::render::platform::rules::prometheus_rule_resource(),
+        )?;
+        let (service_monitors, r) = dynamic_child_kind(
+            client,
+            namespace,
+            crate::render::platform::rules::service_monitor_resource(),
+        )?;
+        let (ready_tx, ready) = tokio::sync::watch::channel(false);
         let stores = Arc::new(ChildStores {
+            ready,
             service_accounts,
             config_maps,
             network_policies,
@@ -228,30 +477,55 @@ impl ChildStores {
             claims,
             daemon_sets,
             stateful_sets,
+            cluster_roles,
+            cluster_role_bindings,
+            admission_policies,
+            admission_policy_bindings,
+            prometheus_rules,
+            service_monitors,
         });
+        // `Store::wait_until_ready` keeps a single waker (a oneshot channel): only this one task
+        // waits on the stores; everyone else waits on the `ready` watch, which wakes them all.
+        let watched = stores.clone();
+        let announce = async move {
+            let _ = futures::join!(
+                watched.service_accounts.store.wait_until_ready(),
+                watched.config_maps.store.wait_until_ready(),
+                watched.network_policies.store.wait_until_ready(),
+                watched.cron_jobs.store.wait_until_ready(),
+                watched.jobs.store.wait_until_ready(),
+                watched.deployments.store.wait_until_ready(),
+                watched.services.store.wait_until_ready(),
+                watched.roles.store.wait_until_ready(),
+                watched.role_bindings.store.wait_until_ready(),
+                watched.claims.store.wait_until_ready(),
+                watched.daemon_sets.store.wait_until_ready(),
+                watched.stateful_sets.store.wait_until_ready(),
+                watched.cluster_roles.store.wait_until_ready(),
+                watched.cluster_role_bindings.store.wait_until_ready(),
+            );
+            let _ = ready_tx.send(true);
+        };
         let drive = async move {
-            futures::join!(a, b, c, d, e, f, g, h, i, j, k, l);
+            futures::join!(
+                a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r, announce
+            );
         };
         Some((stores, drive))
     }
 
     /// Waits until every cache has its first list, so prune never mistakes "not seen yet" for
-    /// "absent".
+    /// "absent". Any number of tasks may wait at once. The kinds whose API may be missing
+    /// (admission policies, the Prometheus operator's CRDs) are not waited for: their callers
+    /// prune them only where discovery found the API, and an empty cache prunes nothing.
     pub async fn wait_until_ready(&self) {
-        let _ = futures::join!(
-            self.service_accounts.store.wait_until_ready(),
-            self.config_maps.store.wait_until_ready(),
-            self.network_policies.store.wait_until_ready(),
-            self.cron_jobs.store.wait_until_ready(),
-            self.jobs.store.wait_until_ready(),
-            self.deployments.store.wait_until_ready(),
-            self.services.store.wait_until_ready(),
-            self.roles.store.wait_until_ready(),
-            self.role_bindings.store.wait_until_ready(),
-            self.claims.store.wait_until_ready(),
-            self.daemon_sets.store.wait_until_ready(),
-            self.stateful_sets.store.wait_until_ready(),
-        );
+        let mut ready = self.ready.clone();
+        let _ = ready.wait_for(|r| *r).await;
+    }
+
+    /// Whether every cache has its first list.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
     }
 
     /// The cached child of `kind` at `namespace/name`.
@@ -263,7 +537,11 @@ impl ChildStores {
         ) -> Option<CachedChild> {
             k.get(ns, name).map(|o| cached(&o))
         }
-        per_kind!(self, kind, |k| one(k, namespace, name))
+        match kind {
+            "PrometheusRule" => self.prometheus_rules.get(namespace, name),
+            "ServiceMonitor" => self.service_monitors.get(namespace, name),
+            _ => per_kind!(self, kind, |k| one(k, namespace, name)),
+        }
     }
 
     /// Every cached child of `kind` labelled with owner `uid`.
@@ -274,6 +552,10 @@ impl ChildStores {
         ) -> Option<Vec<CachedChild>> {
             Some(k.owned_by(uid).iter().map(|o| cached(o)).collect())
         }
-        per_kind!(self, kind, |k| all(k, uid)).unwrap_or_default()
+        match kind {
+            "PrometheusRule" => self.prometheus_rules.owned_by(uid),
+            "ServiceMonitor" => self.service_monitors.owned_by(uid),
+            _ => per_kind!(self, kind, |k| all(k, uid)).unwrap_or_default(),
+        }
     }
 }

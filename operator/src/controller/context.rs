@@ -37,6 +37,8 @@ pub struct Settings {
     pub probe_timeout: Duration,
     /// How often a healthy object is re-checked (probes, expiry, drift of external state).
     pub resync: Duration,
+    /// The namespace the operator runs in; the Platform's namespaced children go there.
+    pub operator_namespace: String,
 }
 
 impl Default for Settings {
@@ -46,6 +48,7 @@ impl Default for Settings {
             namespace: None,
             probe_timeout: Duration::from_secs(3),
             resync: Duration::from_secs(300),
+            operator_namespace: crate::render::platform::DEFAULT_NAMESPACE.to_string(),
         }
     }
 }
@@ -94,39 +97,6 @@ impl ParentsSynced {
     }
 }
 
-/// Whether every child cache has finished its first list; wakes every waiter (see
-/// [`ParentsSynced`] for why `Store::wait_until_ready` is awaited by one task only).
-#[derive(Clone, Debug)]
-pub struct ChildrenSynced {
-    done: Arc<tokio::sync::watch::Sender<bool>>,
-}
-
-impl Default for ChildrenSynced {
-    fn default() -> Self {
-        ChildrenSynced {
-            done: Arc::new(tokio::sync::watch::Sender::new(false)),
-        }
-    }
-}
-
-impl ChildrenSynced {
-    /// Records that every child cache has listed once.
-    pub fn mark(&self) {
-        self.done.send_replace(true);
-    }
-
-    /// Whether every child cache has listed once.
-    pub fn done(&self) -> bool {
-        *self.done.borrow()
-    }
-
-    /// Waits until every child cache has listed once.
-    pub async fn wait(&self) {
-        let mut rx = self.done.subscribe();
-        let _ = rx.wait_for(|d| *d).await;
-    }
-}
-
 /// The caches of the parent kinds, shared by the controllers that cross-reference them.
 #[derive(Clone)]
 pub struct ParentStores {
@@ -154,14 +124,14 @@ pub struct Context {
     pub ledger: AppliedLedger,
     /// What medplat last wrote to each parent's status.
     pub statuses: StatusLedger,
-    /// Whether the child caches have listed once.
-    pub children_synced: ChildrenSynced,
     /// Finished pipeline runs already read.
     pub finished_runs: FinishedRuns,
     /// Metrics.
     pub metrics: Metrics,
     /// Event recorder.
     pub recorder: Recorder,
+    /// Audit events (JSON lines with `"audit": true`) for the log collector.
+    pub audit: crate::api::audit::AuditEmitter,
     /// Settings.
     pub settings: Settings,
     /// Consecutive failures per object, for exponential backoff.
@@ -189,12 +159,12 @@ impl Context {
         };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
+            audit: crate::api::audit::AuditEmitter::stdout(),
             client,
             children,
             parents,
             ledger: AppliedLedger::default(),
             statuses: StatusLedger::default(),
-            children_synced: ChildrenSynced::default(),
             finished_runs: FinishedRuns::default(),
             metrics,
             settings,
@@ -207,7 +177,7 @@ impl Context {
     /// Waits until every parent and child cache has listed once, so "absent" means absent.
     pub async fn wait_synced(&self) {
         self.parents.synced.wait().await;
-        self.children_synced.wait().await;
+        self.children.wait_until_ready().await;
     }
 
     /// The apply routine under `controller`'s field manager.
@@ -248,6 +218,7 @@ impl Context {
 
     /// Publishes an event about `object` unless the same reason and message was the last
     /// event published for it. Event failures are logged, never fatal: events are best effort.
+    /// Returns whether this was a new occurrence (so callers can report it once elsewhere too).
     pub async fn event(
         &self,
         object: &ObjectReference,
@@ -255,7 +226,7 @@ impl Context {
         reason: &str,
         action: &str,
         note: String,
-    ) {
+    ) -> bool {
         let key = event_key(object);
         let fingerprint = format!("{reason}\u{0}{note}");
         let repeated = self
@@ -266,7 +237,7 @@ impl Context {
             })
             .unwrap_or(false);
         if repeated {
-            return;
+            return false;
         }
         let ev = Event {
             type_,
@@ -278,6 +249,7 @@ impl Context {
         if let Err(e) = self.recorder.publish(&ev, object).await {
             tracing::warn!(object = %key, error = %e, "cannot publish event");
         }
+        true
     }
 
     /// True the first time `key` is seen by this process.

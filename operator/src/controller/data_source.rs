@@ -129,6 +129,48 @@ async fn probe(
     })
 }
 
+/// When a pipeline last read this source successfully, and how many records that run read
+/// (counted only when the pipeline reads this source alone, so the figure is this source's).
+fn last_successful_read(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> (
+    Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    Option<i64>,
+) {
+    use crate::api::pipeline::RunResult;
+    let mut best: Option<(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+        Option<i64>,
+    )> = None;
+    for g in ctx.parents.pipelines.state() {
+        let Ok(p) = &g.0 else { continue };
+        if p.namespace().as_deref() != Some(ns) || !p.spec.sources.iter().any(|s| s == name) {
+            continue;
+        }
+        let Some(run) = p.status.as_ref().and_then(|s| s.last_run.as_ref()) else {
+            continue;
+        };
+        if run.result != Some(RunResult::Succeeded) {
+            continue;
+        }
+        let Some(done) = run.completion_time.clone() else {
+            continue;
+        };
+        let records = (p.spec.sources.len() == 1)
+            .then_some(run.records_in)
+            .flatten();
+        if best.as_ref().is_none_or(|(t, _)| done.0 > t.0) {
+            best = Some((done, records));
+        }
+    }
+    match best {
+        Some((t, r)) => (Some(t), r),
+        None => (None, None),
+    }
+}
+
 /// Reconciles one DataSource.
 pub async fn reconcile(
     guard: Arc<DeserializeGuard<DataSource>>,
@@ -263,13 +305,14 @@ pub async fn reconcile(
     });
     let seen = ctx.statuses.current(ds, ds.status.as_ref());
     let current = seen.clone().unwrap_or_default();
+    let (last_sync, records_seen) = last_successful_read(&ctx, &ns, &name);
     let status = DataSourceStatus {
         observed_generation: ds.metadata.generation,
         conditions: conditions_for(&current.conditions, ds.metadata.generation, &outcome, extra),
         connector: Some(ds.spec.connector.kind().to_string()),
         level: Some(source_level(&ds.spec).to_string()),
-        last_sync: current.last_sync.clone(),
-        records_seen: current.records_seen,
+        last_sync: last_sync.or(current.last_sync.clone()),
+        records_seen: records_seen.or(current.records_seen),
     };
     match &outcome {
         Outcome::Stalled { reason, message } => {

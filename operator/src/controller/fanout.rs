@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex};
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::{Stream, StreamExt};
 
+/// How often the drain re-polls its source in case a wake-up was lost.
+const REPOLL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Subscriptions to one shared stream.
 pub struct Fanout<T> {
     subscribers: Arc<Mutex<Vec<UnboundedSender<Arc<T>>>>>,
@@ -39,12 +42,28 @@ impl<T: Send + Sync + 'static> Fanout<T> {
         let subscribers: Arc<Mutex<Vec<UnboundedSender<Arc<T>>>>> =
             Arc::new(Mutex::new(Vec::new()));
         let targets = subscribers.clone();
-        let drain = source.for_each(move |item| {
-            if let Ok(mut subs) = targets.lock() {
-                subs.retain(|tx| tx.unbounded_send(item.clone()).is_ok());
+        // kube's `ReflectHandle` can swallow a wake-up: when an object is deleted between its
+        // broadcast and this read, the read returns `Pending` without waiting on anything. Left
+        // alone the drain would sleep until the writer's buffer is full and the watch stalls,
+        // so it also re-polls on a short timer.
+        let drain = async move {
+            let mut source = std::pin::pin!(source);
+            let mut tick = tokio::time::interval(REPOLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    item = source.next() => match item {
+                        Some(item) => {
+                            if let Ok(mut subs) = targets.lock() {
+                                subs.retain(|tx| tx.unbounded_send(item.clone()).is_ok());
+                            }
+                        }
+                        None => return,
+                    },
+                    _ = tick.tick() => {}
+                }
             }
-            futures::future::ready(())
-        });
+        };
         (Fanout { subscribers }, drain)
     }
 

@@ -16,6 +16,7 @@ pub mod last_run;
 pub mod leader;
 pub mod metrics;
 pub mod pipeline;
+pub mod platform;
 pub mod runner;
 pub mod status;
 pub mod status_write;

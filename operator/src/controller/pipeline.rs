@@ -297,24 +297,34 @@ pub async fn reconcile(
             ),
         )
     } else {
-        Outcome::ready(
-            "Reconciled",
-            match &pipeline.spec.schedule {
-                Some(s) => format!("scheduled {s}"),
-                None => "runs on demand (annotation medplat.io/run-requested-at)".to_string(),
-            },
-        )
+        let when = match &pipeline.spec.schedule {
+            Some(s) => format!("scheduled {s}"),
+            None => "runs on demand (annotation medplat.io/run-requested-at)".to_string(),
+        };
+        let parallel = if pipeline.spec.parallelism > 1 {
+            format!(
+                "; an Indexed Job of {} pods where index 0 runs the whole pipeline (partitioned runs are not implemented)",
+                pipeline.spec.parallelism
+            )
+        } else {
+            String::new()
+        };
+        Outcome::ready("Reconciled", format!("{when}{parallel}"))
     };
     match &outcome {
         Outcome::Stalled { reason, message } => {
-            ctx.event(
-                &reference,
-                EventType::Warning,
-                reason,
-                "Reconcile",
-                message.clone(),
-            )
-            .await;
+            let new = ctx
+                .event(
+                    &reference,
+                    EventType::Warning,
+                    reason,
+                    "Reconcile",
+                    message.clone(),
+                )
+                .await;
+            if new && !compliant {
+                audit_refusals(&ctx, pipeline, &decision, &refs.sources, now);
+            }
         }
         _ if created_job.is_none() => ctx.clear_event(&reference),
         _ => {}
@@ -348,6 +358,75 @@ pub async fn reconcile(
         .write_if_changed(&api, pipeline, FIELD_MANAGER, status_seen.as_ref(), &status)
         .await?;
     Ok(Action::requeue(ctx.settings.resync))
+}
+
+/// Leaves an audit trail of each access the policy engine refused (全程留痕): who (the
+/// pipeline's ServiceAccount), what (read a source, write the sink), which data, why (the
+/// purpose), and the reason.
+fn audit_refusals(
+    ctx: &Context,
+    pipeline: &Pipeline,
+    decision: &PipelineDecision,
+    sources: &[DataSource],
+    now: Timestamp,
+) {
+    use crate::api::audit::{AuditAction, AuditData, AuditEvent, AuditResult};
+    let ns = pipeline.namespace().unwrap_or_default();
+    for v in decision.blocking() {
+        let (action, data) = match v
+            .field
+            .strip_prefix("spec.sources[")
+            .and_then(|r| r.strip_suffix(']'))
+        {
+            Some(i) => {
+                let name = i
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| pipeline.spec.sources.get(i))
+                    .cloned()
+                    .unwrap_or_default();
+                let level = sources
+                    .iter()
+                    .find(|s| s.name_any() == name)
+                    .map(|s| source_level(&s.spec))
+                    .unwrap_or(decision.input_level);
+                (
+                    AuditAction::Read,
+                    AuditData {
+                        kind: "DataSource".into(),
+                        name,
+                        dataset: None,
+                        level,
+                    },
+                )
+            }
+            None => (
+                AuditAction::Write,
+                AuditData {
+                    kind: "StorageTier".into(),
+                    name: pipeline.spec.sink.tier.clone(),
+                    dataset: Some(pipeline.spec.sink.dataset.clone()),
+                    level: decision.output.level,
+                },
+            ),
+        };
+        let event = AuditEvent {
+            audit: true,
+            time: now.to_string(),
+            who: AuditEvent::service_account(&ns, &pipeline.service_account()),
+            action,
+            data,
+            purpose: pipeline.spec.purpose,
+            result: AuditResult::Denied,
+            pipeline: Some(format!("{ns}/{}", pipeline.name_any())),
+            run_id: None,
+            records: None,
+            reason: Some(format!("{}: {}", v.reason, v.field)),
+        };
+        if let Err(e) = ctx.audit.emit(&event) {
+            tracing::warn!(error = %e, "cannot write an audit event");
+        }
+    }
 }
 
 fn lineage(pipeline: &Pipeline, sources: &[DataSource], decision: &PipelineDecision) -> Lineage {

@@ -21,6 +21,7 @@ use super::context::{Context, ParentStores, ParentsSynced, Settings};
 use super::error::Error;
 use super::fanout::Fanout;
 use super::metrics::{Metrics, MetricsError};
+use super::platform::watches::PlatformWatches;
 use super::triggers::{in_namespace, pipelines_reading, spec_changes};
 use super::{access_policy, data_source, pipeline, storage_tier};
 use crate::api::{AccessPolicy, DataSource, Pipeline, StorageTier};
@@ -46,6 +47,8 @@ pub struct Operator {
     sources_sub: Fanout<DeserializeGuard<DataSource>>,
     policies_sub: Fanout<DeserializeGuard<AccessPolicy>>,
     pipelines_sub: Fanout<DeserializeGuard<Pipeline>>,
+    /// The Platform side's watches; `None` when the operator watches one namespace.
+    platform: Option<Arc<PlatformWatches>>,
 }
 
 const BUFFER: usize = 1024;
@@ -219,14 +222,9 @@ impl Operator {
             settings,
         ));
 
-        // The only waiter on the child stores' readiness (see `ParentsSynced` for why).
-        let children_synced = {
-            let ctx = ctx.clone();
-            async move {
-                ctx.children.wait_until_ready().await;
-                ctx.children_synced.mark();
-            }
-        };
+        // Platform: the watches of the cluster guard rails (see `platform_caches` below).
+        let (platform, drive_platform) = platform_caches(&ctx)?;
+
         let watches = async move {
             futures::join!(
                 drive_children,
@@ -234,7 +232,7 @@ impl Operator {
                 drive_sources,
                 drive_policies,
                 drive_pipelines,
-                children_synced
+                drive_platform
             );
         };
         Ok((
@@ -244,6 +242,7 @@ impl Operator {
                 sources_sub,
                 policies_sub,
                 pipelines_sub,
+                platform,
             },
             watches,
         ))
@@ -385,13 +384,162 @@ impl Operator {
             .boxed()
         };
 
+        // Platform: cluster guard rails (see `platform_controllers` below).
+        let platform_controller = platform_controllers(
+            &ctx,
+            self.platform.clone(),
+            tiers_sub.subscribe(),
+            shutdown.clone(),
+        );
+
         async move {
             futures::join!(
                 tier_controller,
                 source_controller,
                 policy_controller,
-                pipeline_controller
+                pipeline_controller,
+                platform_controller
             );
         }
     }
+}
+
+// ---- Platform: node hardening, log collection, alerting, and the sensitive-pod watch -------------
+
+/// Starts the Platform side's own watches (Platforms, Nodes, NodeCompliance objects, pods
+/// labelled `medplat.io/level`, CRDs), kept warm on every replica like the other caches.
+///
+/// The Platform is cluster-wide: an operator restricted to one namespace (`--watch-namespace`)
+/// does not run it, because its child caches would not see the Platform's children in the
+/// operator namespace and node hardening needs cluster-wide access anyway.
+fn platform_caches(
+    ctx: &Arc<Context>,
+) -> Result<
+    (
+        Option<Arc<PlatformWatches>>,
+        futures::future::BoxFuture<'static, ()>,
+    ),
+    OperatorError,
+> {
+    if let Some(ns) = &ctx.settings.namespace {
+        tracing::info!(namespace = %ns, "watching one namespace: the Platform controller (node hardening, log collection, alerting) is off");
+        return Ok((None, futures::future::ready(()).boxed()));
+    }
+    let (watches, drive) =
+        PlatformWatches::start(&ctx.client).ok_or(OperatorError::Subscribe("Platform watches"))?;
+    Ok((Some(Arc::new(watches)), drive.boxed()))
+}
+
+/// The Platform controller and the cluster-wide sensitive-pod watch, until `shutdown`.
+fn platform_controllers(
+    ctx: &Arc<Context>,
+    watches: Option<Arc<PlatformWatches>>,
+    tiers_sub: futures::channel::mpsc::UnboundedReceiver<Arc<DeserializeGuard<StorageTier>>>,
+    shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static,
+) -> futures::future::BoxFuture<'static, ()> {
+    use super::platform::{self, PlatformState, discovery, sensitive_pods};
+    use crate::api::Platform;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::core::PartialObjectMeta;
+
+    let Some(w) = watches else {
+        return futures::future::ready(()).boxed();
+    };
+    // Every change that can move a pod on or off an unhardened node, plus a periodic tick in
+    // case a change signal was lost.
+    let pod_changes = futures::stream::select_all([
+        w.pods.subscribe().map(|_| ()).boxed(),
+        w.pods.deleted().map(|_| ()).boxed(),
+        w.nodes.subscribe().map(|_| ()).boxed(),
+        w.nodes.deleted().map(|_| ()).boxed(),
+        futures::stream::unfold((), |()| async {
+            tokio::time::sleep(sensitive_pods::RECHECK).await;
+            Some(((), ()))
+        })
+        .boxed(),
+    ])
+    .take_until(shutdown.clone());
+    let sensitive = sensitive_pods::run(ctx.clone(), w.clone(), pod_changes).boxed();
+
+    let state = Arc::new(PlatformState::new(w.clone(), ctx.settings.resync));
+    let default = || ObjectRef::<DeserializeGuard<Platform>>::new(crate::api::PLATFORM_NAME);
+    let children = &ctx.children;
+    // Only the Platform makes PrometheusRules and ServiceMonitors.
+    let monitoring_changes = futures::stream::select(
+        children.prometheus_rules.changes(),
+        children.service_monitors.changes(),
+    )
+    .map(move |()| default());
+    // A CRD of the Prometheus operator came, changed or went: discovery must be asked again.
+    let monitoring_crd = {
+        let state = state.clone();
+        move |crd: Arc<PartialObjectMeta<CustomResourceDefinition>>| {
+            if !crd.name_any().ends_with(discovery::MONITORING_CRD_SUFFIX) {
+                return None;
+            }
+            state.discovery.invalidate();
+            Some(default())
+        }
+    };
+    let sensitive_pod = move |pod: Arc<k8s_openapi::api::core::v1::Pod>| {
+        // Only sensitive pods can need an eviction.
+        pod.labels()
+            .get(crate::policy::hardening::LEVEL_LABEL)
+            .and_then(|l| crate::api::Level::parse(l))
+            .is_some_and(|l| l.is_sensitive())
+            .then(default)
+    };
+    // Owned children trigger on change and on deletion, so a deleted child is recreated now.
+    let controller = Controller::for_shared_stream(
+        with_existing(&w.platforms.fanout, &w.platforms.store),
+        w.platforms.store.clone(),
+    )
+    .owns_shared_stream(children.config_maps.subscribe())
+    .owns_shared_stream(children.config_maps.deleted())
+    .owns_shared_stream(children.service_accounts.subscribe())
+    .owns_shared_stream(children.service_accounts.deleted())
+    .owns_shared_stream(children.services.subscribe())
+    .owns_shared_stream(children.services.deleted())
+    .owns_shared_stream(children.daemon_sets.subscribe())
+    .owns_shared_stream(children.daemon_sets.deleted())
+    .owns_shared_stream(children.stateful_sets.subscribe())
+    .owns_shared_stream(children.stateful_sets.deleted())
+    .owns_shared_stream(children.cluster_roles.subscribe())
+    .owns_shared_stream(children.cluster_roles.deleted())
+    .owns_shared_stream(children.cluster_role_bindings.subscribe())
+    .owns_shared_stream(children.cluster_role_bindings.deleted())
+    .owns_shared_stream(children.admission_policies.subscribe())
+    .owns_shared_stream(children.admission_policies.deleted())
+    .owns_shared_stream(children.admission_policy_bindings.subscribe())
+    .owns_shared_stream(children.admission_policy_bindings.deleted())
+    .reconcile_on(monitoring_changes)
+    .watches_shared_stream(w.nodes.subscribe(), move |_| Some(default()))
+    .watches_shared_stream(w.nodes.deleted(), move |_| Some(default()))
+    .watches_shared_stream(w.compliances.subscribe(), move |_| Some(default()))
+    .watches_shared_stream(w.compliances.deleted(), move |_| Some(default()))
+    .watches_shared_stream(tiers_sub, move |_| Some(default()))
+    .watches_shared_stream(w.pods.subscribe(), sensitive_pod)
+    .watches_shared_stream(w.crds.subscribe(), monitoring_crd.clone())
+    .watches_shared_stream(w.crds.deleted(), monitoring_crd)
+    .with_config(
+        kube::runtime::controller::Config::default()
+            .debounce(std::time::Duration::from_millis(100)),
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(
+        move |o, c| {
+            let state = state.clone();
+            instrumented(platform::CONTROLLER, o, c, move |o, c| {
+                platform::reconcile(o, c, state)
+            })
+        },
+        error_policy(platform::CONTROLLER),
+        ctx.clone(),
+    )
+    .for_each(|_| futures::future::ready(()))
+    .boxed();
+    async move {
+        futures::join!(controller, sensitive);
+    }
+    .boxed()
 }

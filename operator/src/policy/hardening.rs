@@ -329,39 +329,54 @@ pub fn evaluate(
 
     let verdicts: BTreeMap<&str, &NodeVerdict> =
         report.nodes.iter().map(|v| (v.node.as_str(), v)).collect();
-    for pod in pods {
-        if pod.finished_or_terminating {
-            continue;
-        }
-        let (Some(level), Some(node)) = (pod.level(), pod.node_name.as_deref()) else {
-            continue;
-        };
-        if !level.is_sensitive() {
-            continue;
-        }
-        let pod_ref = PodRef {
-            namespace: pod.namespace.clone(),
-            name: pod.name.clone(),
-            node: node.to_string(),
-            level,
-        };
-        let verdict = verdicts.get(node);
-        let labelled_now = verdict.and_then(|v| v.current_label.as_deref()) == Some("true");
-        if !labelled_now {
-            *report
-                .sensitive_on_unhardened_by_namespace
-                .entry(pod.namespace.clone())
-                .or_default() += 1;
-            report.sensitive_on_unhardened.push(pod_ref.clone());
-        }
-        let hardened = verdict.is_some_and(|v| v.hardened());
-        if spec.mode == HardeningMode::Enforce && !hardened {
-            report.evictions.push(pod_ref);
-        }
+    report.sensitive_on_unhardened = sensitive_pods_on_unhardened(nodes, pods);
+    for p in &report.sensitive_on_unhardened {
+        *report
+            .sensitive_on_unhardened_by_namespace
+            .entry(p.namespace.clone())
+            .or_default() += 1;
     }
-    report.evictions.sort();
-    report.sensitive_on_unhardened.sort();
+    if spec.mode == HardeningMode::Enforce {
+        report.evictions = pods
+            .iter()
+            .filter_map(sensitive_running)
+            .filter(|p| !verdicts.get(p.node.as_str()).is_some_and(|v| v.hardened()))
+            .collect();
+        report.evictions.sort();
+    }
     Ok(report)
+}
+
+/// The pod as a [`PodRef`] when it is bound, not finished or terminating, and labelled L3+.
+fn sensitive_running(pod: &PodInfo) -> Option<PodRef> {
+    if pod.finished_or_terminating {
+        return None;
+    }
+    let level = pod.level().filter(|l| l.is_sensitive())?;
+    Some(PodRef {
+        namespace: pod.namespace.clone(),
+        name: pod.name.clone(),
+        node: pod.node_name.clone()?,
+        level,
+    })
+}
+
+/// Running L3+ pods on nodes not labelled `medplat.io/hardened=true` now (or on nodes that do
+/// not exist), sorted. This depends on the labels alone, so the cluster-wide pod watch reports
+/// it whether or not a Platform exists.
+pub fn sensitive_pods_on_unhardened(nodes: &[NodeInfo], pods: &[PodInfo]) -> Vec<PodRef> {
+    let labelled: BTreeSet<&str> = nodes
+        .iter()
+        .filter(|n| n.labels.get(HARDENED_LABEL).map(String::as_str) == Some("true"))
+        .map(|n| n.name.as_str())
+        .collect();
+    let mut out: Vec<PodRef> = pods
+        .iter()
+        .filter_map(sensitive_running)
+        .filter(|p| !labelled.contains(p.node.as_str()))
+        .collect();
+    out.sort();
+    out
 }
 
 /// The ids of checks that count against the node after deviations, sorted.

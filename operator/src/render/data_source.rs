@@ -130,6 +130,11 @@ pub fn render_data_source_children(
                 "{}/{name}",
                 ds.metadata.namespace.as_deref().unwrap_or_default()
             ),
+            // Who and at which level, for the audit event of every landed message.
+            "--level".to_string(),
+            level.to_string(),
+            "--service-account".to_string(),
+            child.clone(),
         ];
         if !h.message_types.is_empty() {
             args.push("--message-types".into());

@@ -5,6 +5,7 @@
 //! into the binary), waits until the operator has reached a verdict on every resource, prints
 //! a summary, and writes a kubeconfig so `kubectl` can explore it.
 
+pub mod agents;
 pub mod embedded;
 pub mod summary;
 
@@ -78,6 +79,7 @@ pub struct Sandbox {
     pub operator: Operator,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    agents: tokio::task::JoinHandle<()>,
 }
 
 async fn apply(client: &Client, obj: &Value) -> Result<(), SandboxError> {
@@ -119,6 +121,30 @@ impl Sandbox {
             })?;
             apply(&client, &v).await?;
         }
+        // The operator's own namespace, where the Platform's children go.
+        let operator_ns = crate::render::platform::DEFAULT_NAMESPACE;
+        apply(
+            &client,
+            &serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": operator_ns}}),
+        )
+        .await?;
+        // Node agents: kubesim runs no containers, so simulated ones report each node's scan.
+        let scanned = sandbox_nodes()
+            .into_iter()
+            .map(|n| {
+                let hardened = n
+                    .labels
+                    .get(crate::render::common::HARDENED)
+                    .map(String::as_str)
+                    == Some("true");
+                (n.name, hardened)
+            })
+            .collect();
+        let agents = tokio::spawn(agents::run(
+            client.clone(),
+            scanned,
+            agents::example_interval(),
+        ));
         let settings = Settings {
             probe_timeout: Duration::from_millis(500),
             resync: Duration::from_secs(30),
@@ -158,6 +184,7 @@ impl Sandbox {
             operator,
             stop,
             task,
+            agents,
         })
     }
 
@@ -251,10 +278,7 @@ impl Sandbox {
         let start = Instant::now();
         loop {
             let rows = self.rows().await?;
-            let expected = rows.iter().filter(|r| {
-                r.kind != "Platform" || summary::condition(&r.object, "Ready").is_some()
-            });
-            if !rows.is_empty() && expected.clone().all(|r| summary::settled(&r.object)) {
+            if !rows.is_empty() && rows.iter().all(|r| summary::settled(&r.object)) {
                 return Ok(true);
             }
             if start.elapsed() > timeout {
@@ -266,6 +290,7 @@ impl Sandbox {
 
     /// Stops the operator (finishing in-flight reconciles) and the API server.
     pub async fn stop(self) {
+        self.agents.abort();
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
         self.sim.shutdown().await;
