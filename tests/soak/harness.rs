@@ -14,7 +14,7 @@ use medplat_integration::workload::{self, Options, Size, Workload};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use super::CONVERGE_TIMEOUT;
+use super::converge_timeout;
 use super::requests::{
     by_operator, jobs_created_twice, peak_per_second, rate_since, writer_changes,
 };
@@ -215,7 +215,7 @@ fn ready_share(sim: &kubesim::Sim) -> f64 {
 
 async fn until_ready_share(sim: &kubesim::Sim, share: f64) {
     let start = Instant::now();
-    while ready_share(sim) < share && start.elapsed() < CONVERGE_TIMEOUT {
+    while ready_share(sim) < share && start.elapsed() < converge_timeout() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -241,12 +241,15 @@ async fn converge(
             }
             previous = Some(now);
         }
-        if start.elapsed() > CONVERGE_TIMEOUT {
+        if start.elapsed() > converge_timeout() {
             let detail = match expected {
                 Some(e) => differences(e, &snapshot(sim), 10).join("\n"),
                 None => example.unwrap_or_default(),
             };
-            panic!("no convergence after {CONVERGE_TIMEOUT:?} ({not} not Ready):\n{detail}");
+            panic!(
+                "no convergence after {:?} ({not} not Ready):\n{detail}",
+                converge_timeout()
+            );
         }
         tokio::time::sleep(Duration::from_millis(if expected.is_some() {
             500

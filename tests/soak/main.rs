@@ -44,5 +44,12 @@ async fn two_replicas_under_faults_never_write_together() {
     run_scenario(base, Scenario::Replicas).await;
 }
 
-/// How long a scenario may take to converge.
-pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a scenario may take to converge: `MEDPLAT_SOAK_TIMEOUT_SECS`, else 600 s.
+pub fn converge_timeout() -> Duration {
+    Duration::from_secs(
+        std::env::var("MEDPLAT_SOAK_TIMEOUT_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(600),
+    )
+}

@@ -121,17 +121,48 @@ const UID_LABELS: [&str; 3] = [
     "batch.kubernetes.io/controller-uid",
 ];
 
+/// Removes [`UID_LABELS`] from every label map and label selector, at any depth (a CronJob's
+/// Job template and its pod template carry them too).
+fn strip_uid_labels(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            for (k, child) in o.iter_mut() {
+                if k == "labels" || k == "matchLabels" {
+                    if let Some(m) = child.as_object_mut() {
+                        for l in UID_LABELS {
+                            m.remove(l);
+                        }
+                    }
+                }
+                strip_uid_labels(child);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_uid_labels),
+        _ => {}
+    }
+}
+
 /// An object without what differs between two clusters holding the same state: server-set
 /// metadata, owner and controller uids, `status` (written by kubesim's controllers), and a
-/// Service's cluster IP. A Job's selector and template labels name its own uid.
+/// Service's cluster IP. A Job's selector and template labels name its own uid. medplat's
+/// applied-hash annotation hashes the desired object with its owner's uid, so it differs too;
+/// everything it hashes is compared itself.
 pub fn normalised(obj: &Value) -> Value {
     let mut v = obj.clone();
     remove(&mut v, "", &["status"]);
     remove(&mut v, "/metadata", &VOLATILE_METADATA);
-    for labels in ["/metadata/labels", "/spec/template/metadata/labels"] {
-        remove(&mut v, labels, &UID_LABELS);
+    remove(
+        &mut v,
+        "/metadata/annotations",
+        &["medplat.io/applied-hash"],
+    );
+    if v["metadata"]["annotations"]
+        .as_object()
+        .is_some_and(|a| a.is_empty())
+    {
+        remove(&mut v, "/metadata", &["annotations"]);
     }
-    remove(&mut v, "/spec/selector/matchLabels", &UID_LABELS);
+    strip_uid_labels(&mut v);
     if let Some(owners) = v
         .pointer_mut("/metadata/ownerReferences")
         .and_then(Value::as_array_mut)
@@ -181,6 +212,40 @@ pub fn snapshot(sim: &kubesim::Sim) -> BTreeMap<String, Value> {
     out
 }
 
+/// The JSON pointers where `expected` and `actual` differ, with both values.
+fn differing_paths(expected: &Value, actual: &Value, at: String, out: &mut Vec<String>) {
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => {
+            let keys: std::collections::BTreeSet<&String> = e.keys().chain(a.keys()).collect();
+            for k in keys {
+                differing_paths(
+                    e.get(k).unwrap_or(&Value::Null),
+                    a.get(k).unwrap_or(&Value::Null),
+                    format!("{at}/{k}"),
+                    out,
+                );
+            }
+        }
+        (Value::Array(e), Value::Array(a)) if e.len() == a.len() => {
+            for (i, (e, a)) in e.iter().zip(a).enumerate() {
+                differing_paths(e, a, format!("{at}/{i}"), out);
+            }
+        }
+        (e, a) if e != a => {
+            let short = |v: &Value| {
+                let s = v.to_string();
+                if s.len() > 300 {
+                    format!("{}…", &s[..s.floor_char_boundary(300)])
+                } else {
+                    s
+                }
+            };
+            out.push(format!("{at}: expected {} actual {}", short(e), short(a)));
+        }
+        _ => {}
+    }
+}
+
 /// The differences between two snapshots, one line each (at most `max`).
 pub fn differences(
     expected: &BTreeMap<String, Value>,
@@ -191,7 +256,12 @@ pub fn differences(
     for (k, v) in expected {
         match actual.get(k) {
             None => out.push(format!("missing: {k}")),
-            Some(a) if a != v => out.push(format!("differs: {k}\n  expected {v}\n  actual   {a}")),
+            Some(a) if a != v => {
+                let mut paths = Vec::new();
+                differing_paths(v, a, String::new(), &mut paths);
+                paths.truncate(5);
+                out.push(format!("differs: {k}: {}", paths.join("; ")));
+            }
             Some(_) => {}
         }
     }

@@ -35,6 +35,8 @@ pub struct RunResult {
     pub writes_by_resource: BTreeMap<String, usize>,
     /// The minimum, by resource.
     pub minimum_by_resource: BTreeMap<String, usize>,
+    /// How long the settled operator was watched for writes.
+    pub idle: Duration,
     /// The operator's writes during the idle period.
     pub idle_writes: usize,
     /// What the idle writes were, if any (first 20).
@@ -243,6 +245,7 @@ pub async fn run_once(size: Size, idle: Duration, run: usize) -> RunResult {
         by_verb,
         writes_by_resource,
         minimum_by_resource,
+        idle,
         idle_writes: idle_log.len(),
         idle_write_samples: idle_log
             .iter()
