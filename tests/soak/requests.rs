@@ -79,6 +79,36 @@ pub fn writer_changes(log: &[RequestRecord]) -> Vec<(usize, String, String)> {
     changes
 }
 
+/// Writes (anything but the Lease) sent by a replica that did not hold the Lease at that point
+/// of the log: the holder is whoever last wrote the Lease successfully. Each entry names the
+/// log index, the writer, the holder, and the request.
+pub fn writes_outside_term(log: &[RequestRecord]) -> Vec<String> {
+    let mut holder: Option<&str> = None;
+    let mut out = Vec::new();
+    for (i, r) in log.iter().enumerate() {
+        if !r.is_write() {
+            continue;
+        }
+        let Some(id) = identity(r) else { continue };
+        if r.resource == "leases" {
+            if r.code < 300 {
+                holder = Some(id);
+            }
+        } else if holder != Some(id) {
+            out.push(format!(
+                "#{i} {id} wrote while {} held the Lease: {} {} {} ({}, field manager {})",
+                holder.unwrap_or("nobody"),
+                r.time,
+                r.verb,
+                r.path,
+                r.code,
+                r.field_manager
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +153,15 @@ mod tests {
             vec![(3, "replica-a".to_string(), "replica-b".to_string())]
         );
         assert_eq!(identity(&log[5]), None);
+        assert_eq!(
+            writes_outside_term(&log).len(),
+            3,
+            "nobody held the Lease: a's Job, b's ConfigMap and Job writes are outside a term"
+        );
+        let mut held = log.clone();
+        held[1].code = 200;
+        let outside = writes_outside_term(&held);
+        assert_eq!(outside.len(), 1, "{outside:?}");
+        assert!(outside[0].starts_with("#0 replica-a"), "{outside:?}");
     }
 }
