@@ -109,10 +109,10 @@ fn panics() -> &'static Mutex<Vec<String>> {
                 .location()
                 .map(|l| l.file().to_string())
                 .unwrap_or_default();
-            if !file.starts_with("tests/") {
-                if let Ok(mut p) = panics().lock() {
-                    p.push(format!("{info}"));
-                }
+            if !file.starts_with("tests/")
+                && let Ok(mut p) = panics().lock()
+            {
+                p.push(format!("{info}"));
             }
             previous(info);
         }));

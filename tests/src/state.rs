@@ -127,11 +127,11 @@ fn strip_uid_labels(v: &mut Value) {
     match v {
         Value::Object(o) => {
             for (k, child) in o.iter_mut() {
-                if k == "labels" || k == "matchLabels" {
-                    if let Some(m) = child.as_object_mut() {
-                        for l in UID_LABELS {
-                            m.remove(l);
-                        }
+                if (k == "labels" || k == "matchLabels")
+                    && let Some(m) = child.as_object_mut()
+                {
+                    for l in UID_LABELS {
+                        m.remove(l);
                     }
                 }
                 strip_uid_labels(child);

@@ -261,7 +261,7 @@ pub fn generate(size: Size, options: &Options) -> Workload {
         {
             a.remove(medplat::api::pipeline::RUN_REQUESTED_AT);
         }
-        if (local / 4) % 2 == 0 {
+        if (local / 4).is_multiple_of(2) {
             if let Some(s) = &options.schedule {
                 p["spec"]["schedule"] = json!(s);
             } else if p["spec"].get("schedule").is_none() {
@@ -271,7 +271,8 @@ pub fn generate(size: Size, options: &Options) -> Workload {
             if let Some(spec) = p["spec"].as_object_mut() {
                 spec.remove("schedule");
             }
-            if options.run_request_every > 0 && on_demand % options.run_request_every == 0 {
+            if options.run_request_every > 0 && on_demand.is_multiple_of(options.run_request_every)
+            {
                 p["metadata"]["annotations"][medplat::api::pipeline::RUN_REQUESTED_AT] =
                     json!("2026-11-20T09:00:00Z");
             }

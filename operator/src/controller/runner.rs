@@ -53,6 +53,18 @@ pub struct Operator {
 
 const BUFFER: usize = 1024;
 
+/// How many reconciles of one parent kind run at once. Without a bound, a start-up with
+/// thousands of parents starts them all together: each holds its rendered children and an
+/// HTTP connection of its own (HTTP/1.1 has no multiplexing) while kubesim or the API server
+/// answers the others, which made the operator's peak memory grow with the object count. A few
+/// dozen in flight keep both cores busy.
+const PARENT_CONCURRENCY: u16 = 16;
+
+/// The controller settings of the parent kinds (bounded concurrency).
+fn parent_config() -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(PARENT_CONCURRENCY)
+}
+
 /// A shared watch of a parent kind: its store, a subscription and the driver future.
 struct ParentWatch<K: Resource<DynamicType = ()> + Clone + 'static, D> {
     store: Store<DeserializeGuard<K>>,
@@ -279,6 +291,7 @@ impl Operator {
                         .get(TIER_LABEL)
                         .map(|t| ObjectRef::<DeserializeGuard<StorageTier>>::new(t))
                 })
+                .with_config(parent_config())
                 .graceful_shutdown_on(shutdown.clone())
                 .run(
                     |o, c| instrumented(storage_tier::CONTROLLER, o, c, storage_tier::reconcile),
@@ -311,6 +324,7 @@ impl Operator {
                         .map(|g| ObjectRef::from_obj(g.as_ref()))
                         .collect::<Vec<_>>()
                 })
+                .with_config(parent_config())
                 .graceful_shutdown_on(shutdown.clone())
                 .run(
                     |o, c| instrumented(data_source::CONTROLLER, o, c, data_source::reconcile),
@@ -331,6 +345,7 @@ impl Operator {
                 .watches_shared_stream(spec_changes(sources_sub.subscribe()), move |source| {
                     in_namespace(&policies_for_source, source.namespace().as_deref())
                 })
+                .with_config(parent_config())
                 .graceful_shutdown_on(shutdown.clone())
                 .run(
                     |o, c| instrumented(access_policy::CONTROLLER, o, c, access_policy::reconcile),
@@ -374,6 +389,7 @@ impl Operator {
             .watches_shared_stream(spec_changes(tiers_sub.subscribe()), move |_| {
                 in_namespace(&by_tier, None)
             })
+            .with_config(parent_config())
             .graceful_shutdown_on(shutdown.clone())
             .run(
                 |o, c| instrumented(pipeline::CONTROLLER, o, c, pipeline::reconcile),

@@ -17,6 +17,9 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::{DataSource, Pipeline};
 
+/// What identifies one spec of one object: its uid and generation.
+type SpecVersion = (Option<String>, Option<i64>);
+
 /// Passes an object only when it is new or its spec changed (uid or generation moved) since
 /// this stream last passed it.
 pub fn spec_changes<K, S>(stream: S) -> impl Stream<Item = Arc<K>> + Send + 'static + use<K, S>
@@ -24,8 +27,7 @@ where
     K: Resource<DynamicType = ()> + Send + Sync + 'static,
     S: Stream<Item = Arc<K>> + Send + 'static,
 {
-    let seen: Mutex<HashMap<ObjectRef<K>, (Option<String>, Option<i64>)>> =
-        Mutex::new(HashMap::new());
+    let seen: Mutex<HashMap<ObjectRef<K>, SpecVersion>> = Mutex::new(HashMap::new());
     stream.filter(move |o| {
         let version = (o.meta().uid.clone(), o.meta().generation);
         let changed = seen.lock().map_or(true, |mut m| {
