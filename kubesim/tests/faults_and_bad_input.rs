@@ -207,6 +207,66 @@ async fn admin_endpoint_faults_delay_and_log() {
 }
 
 #[tokio::test]
+async fn admin_endpoint_random_faults() {
+    let sim = Sim::start().await.unwrap();
+    let client = no_retry_client(&sim);
+    let post = |body: Value| {
+        let client = client.clone();
+        async move {
+            raw(
+                &client,
+                "POST",
+                "/kubesim/faults/random",
+                "application/json",
+                serde_json::to_vec(&body).unwrap(),
+            )
+            .await
+        }
+    };
+    let (code, _) = post(json!({"percent": 5, "codes": []})).await;
+    assert_eq!(code, 400, "codes are required");
+    let (code, _) = post(json!({"percent": 101, "codes": [500]})).await;
+    assert_eq!(code, 400, "percent is 0-100");
+    let (code, body) = post(
+        json!({"percent": 100, "verb": "list", "resource": "pods", "codes": [429], "seed": 3}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let pods = "/api/v1/namespaces/default/pods";
+    let (code, _) = raw(&client, "GET", pods, "application/json", vec![]).await;
+    assert_eq!(code, 429);
+    let (code, _) = raw(
+        &client,
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        vec![],
+    )
+    .await;
+    assert_eq!(code, 200, "only matching requests fail");
+    let (_, faults) = raw(
+        &client,
+        "GET",
+        "/kubesim/faults",
+        "application/json",
+        vec![],
+    )
+    .await;
+    assert_eq!(faults["random"][0]["codes"], json!([429]), "{faults}");
+    raw(
+        &client,
+        "POST",
+        "/kubesim/faults/clear",
+        "application/json",
+        vec![],
+    )
+    .await;
+    let (code, _) = raw(&client, "GET", pods, "application/json", vec![]).await;
+    assert_eq!(code, 200);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn closed_watches_and_restarts_are_survived_by_the_watcher() {
     let sim = Sim::start().await.unwrap();
     let api: Api<ConfigMap> = Api::namespaced(sim.client(), "default");

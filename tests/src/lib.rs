@@ -13,6 +13,9 @@ use medplat::controller::{Operator, Settings};
 use serde_json::Value;
 use tokio::sync::watch;
 
+pub mod state;
+pub mod workload;
+
 /// A simulated cluster with medplat's CRDs installed.
 pub struct Cluster {
     /// The simulated API server.

@@ -3,6 +3,7 @@
 //! Admin endpoints are kubesim's own; they are not part of the Kubernetes API:
 //! - `GET /kubesim/requests` → the request log; `DELETE /kubesim/requests` clears it;
 //! - `POST /kubesim/faults/fail` `{"count":N,"verb":"create","resource":"pods","code":500}`;
+//! - `POST /kubesim/faults/random` `{"percent":5,"verb":"*","resource":"*","codes":[500,429,409],"seed":1}`;
 //! - `POST /kubesim/faults/delay` `{"millis":N}`; `POST /kubesim/faults/close-watches`;
 //! - `POST /kubesim/faults/clear`; `GET /kubesim/faults`;
 //! - `POST /kubesim/restart` drops every connection (state is kept).
@@ -45,7 +46,7 @@ pub fn handle(
         }
         (&Method::GET, ["faults"]) => Ok(json_response(
             200,
-            &json!({"rules": shared.faults.rules(), "delayMillis": shared.faults.current_delay().as_millis() as u64}),
+            &json!({"rules": shared.faults.rules(), "random": shared.faults.random_rules(), "delayMillis": shared.faults.current_delay().as_millis() as u64}),
         )),
         (&Method::POST, ["faults", "fail"]) => {
             let v = parse()?;
@@ -64,6 +65,37 @@ pub fn handle(
                 code,
             );
             Ok(json_response(200, &json!({"rules": shared.faults.rules()})))
+        }
+        (&Method::POST, ["faults", "random"]) => {
+            let v = parse()?;
+            let percent = v["percent"]
+                .as_f64()
+                .filter(|p| (0.0..=100.0).contains(p))
+                .ok_or_else(|| ApiError::bad_request("percent must be a number from 0 to 100"))?;
+            let codes: Vec<u16> = v["codes"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| c.as_u64().and_then(|c| u16::try_from(c).ok()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if codes.is_empty() || codes.iter().any(|c| !(400..600).contains(c)) {
+                return Err(ApiError::bad_request(
+                    "codes must be a non-empty list of HTTP error statuses (400-599)",
+                ));
+            }
+            shared.faults.fail_randomly(
+                percent,
+                v["verb"].as_str().unwrap_or("*"),
+                v["resource"].as_str().unwrap_or("*"),
+                &codes,
+                v["seed"].as_u64().unwrap_or(0),
+            );
+            Ok(json_response(
+                200,
+                &json!({"random": shared.faults.random_rules()}),
+            ))
         }
         (&Method::POST, ["faults", "delay"]) => {
             let v = parse()?;

@@ -140,7 +140,7 @@ pub async fn serve_health(
         let ready = ready.clone();
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            ctx.children.wait_until_ready().await;
+            ctx.wait_synced().await;
             ready.store(true, Ordering::Relaxed);
         });
     }

@@ -17,7 +17,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
-use super::context::{Context, patch_status_if_changed};
+use super::context::Context;
 use super::error::{Error, Result};
 use super::invalid::report_invalid;
 use super::status::{Outcome, conditions_for};
@@ -119,11 +119,8 @@ pub async fn reconcile(
 
     // events
     let reference: ObjectReference = policy.object_ref(&());
-    let previous_expired = policy
-        .status
-        .as_ref()
-        .map(|s| s.expired_grants)
-        .unwrap_or(0);
+    let seen = ctx.statuses.current(policy, policy.status.as_ref());
+    let previous_expired = seen.as_ref().map(|s| s.expired_grants).unwrap_or(0);
     let expired = i32::try_from(rendered.expired).unwrap_or(i32::MAX);
     if expired > previous_expired {
         ctx.event(
@@ -151,7 +148,7 @@ pub async fn reconcile(
     }
 
     // status
-    let current = policy.status.clone().unwrap_or_default();
+    let current = seen.clone().unwrap_or_default();
     let outcome = Outcome::ready(
         "Reconciled",
         format!(
@@ -172,7 +169,9 @@ pub async fn reconcile(
         next_expiry: rendered.next_expiry.map(Time),
     };
     let api: Api<AccessPolicy> = Api::namespaced(ctx.client.clone(), &ns);
-    patch_status_if_changed(&api, &name, FIELD_MANAGER, policy.status.as_ref(), &status).await?;
+    ctx.statuses
+        .write_if_changed(&api, policy, FIELD_MANAGER, seen.as_ref(), &status)
+        .await?;
 
     let wait = next_change(policy, now)
         .and_then(|t| Duration::try_from(t.duration_since(now)).ok())

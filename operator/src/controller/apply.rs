@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use kube::Client;
 use kube::api::{
@@ -42,7 +43,13 @@ type ChildKey = (String, Option<String>, String);
 #[derive(Default)]
 pub struct AppliedLedger {
     seen: Mutex<HashMap<ChildKey, String>>,
+    /// Shared children (tier claims) medplat created recently, which the cache may not show yet.
+    created: Mutex<HashMap<ChildKey, Instant>>,
 }
+
+/// How long a shared child medplat created is trusted to exist while the cache does not show
+/// it yet. Past this, the cache decides again, so a claim deleted later is created again.
+const CREATED_GRACE: Duration = Duration::from_secs(60);
 
 impl AppliedLedger {
     fn key(kind: &str, ns: Option<&str>, name: &str) -> ChildKey {
@@ -57,6 +64,26 @@ impl AppliedLedger {
 
     fn forget(&self, kind: &str, ns: Option<&str>, name: &str) {
         if let Ok(mut m) = self.seen.lock() {
+            m.remove(&Self::key(kind, ns, name));
+        }
+    }
+
+    /// Claims `key` for creation unless it was claimed within [`CREATED_GRACE`]; returns
+    /// whether the caller should create it.
+    fn reserve_create(&self, kind: &str, ns: Option<&str>, name: &str) -> bool {
+        let Ok(mut m) = self.created.lock() else {
+            return true;
+        };
+        let key = Self::key(kind, ns, name);
+        if m.get(&key).is_some_and(|t| t.elapsed() < CREATED_GRACE) {
+            return false;
+        }
+        m.insert(key, Instant::now());
+        true
+    }
+
+    fn release_create(&self, kind: &str, ns: Option<&str>, name: &str) {
+        if let Ok(mut m) = self.created.lock() {
             m.remove(&Self::key(kind, ns, name));
         }
     }
@@ -181,6 +208,26 @@ impl Applier<'_> {
             }
         }
         Ok(outcome)
+    }
+
+    /// Creates a child several parents share (a tier's claim in a namespace) unless it exists:
+    /// in the cache, or created by this process within the last minute (the cache may lag, and
+    /// many parents of one namespace reconcile at once). Never rewrites an existing one.
+    /// Returns whether it was applied.
+    pub async fn ensure_exists(&self, child: &Child) -> Result<bool> {
+        let ns = child.namespace.as_deref();
+        if self.stores.get(&child.kind, ns, &child.name).is_some()
+            || !self.ledger.reserve_create(&child.kind, ns, &child.name)
+        {
+            return Ok(false);
+        }
+        match self.apply_one(child).await {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                self.ledger.release_create(&child.kind, ns, &child.name);
+                Err(e)
+            }
+        }
     }
 
     /// Server-side applies one child with `force` and records what the server returned.

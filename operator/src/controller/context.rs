@@ -17,7 +17,9 @@ use serde::de::DeserializeOwned;
 use super::apply::{AppliedLedger, Applier};
 use super::children::ChildStores;
 use super::error::{Error, Result};
+use super::last_run::FinishedRuns;
 use super::metrics::Metrics;
+use super::status_write::StatusLedger;
 use crate::api::{AccessPolicy, DataSource, Pipeline, StorageTier};
 use crate::render::settings::WorkloadSettings;
 
@@ -55,10 +57,19 @@ impl Default for Settings {
 ///
 /// `Store::wait_until_ready` wakes only the last task that polled it (a oneshot channel keeps a
 /// single waker) and each controller already waits on its own store, so other readers (the
-/// admission webhook) must not wait on it: they read these flags instead.
-#[derive(Clone, Debug, Default)]
+/// admission webhook, every reconcile) must not wait on it: they read or await these flags
+/// instead, which wake every waiter.
+#[derive(Clone, Debug)]
 pub struct ParentsSynced {
-    kinds: Arc<Mutex<std::collections::BTreeSet<&'static str>>>,
+    kinds: Arc<tokio::sync::watch::Sender<std::collections::BTreeSet<&'static str>>>,
+}
+
+impl Default for ParentsSynced {
+    fn default() -> Self {
+        ParentsSynced {
+            kinds: Arc::new(tokio::sync::watch::Sender::new(Default::default())),
+        }
+    }
 }
 
 impl ParentsSynced {
@@ -67,17 +78,22 @@ impl ParentsSynced {
 
     /// Records that `kind`'s cache has listed once (idempotent: a re-list repeats it).
     pub fn mark(&self, kind: &'static str) {
-        if let Ok(mut k) = self.kinds.lock() {
-            k.insert(kind);
-        }
+        self.kinds.send_if_modified(|k| k.insert(kind));
     }
 
     /// Whether every parent cache has listed once.
     pub fn all(&self) -> bool {
-        self.kinds
-            .lock()
-            .map(|k| Self::KINDS.iter().all(|kind| k.contains(kind)))
-            .unwrap_or(false)
+        Self::KINDS
+            .iter()
+            .all(|kind| self.kinds.borrow().contains(kind))
+    }
+
+    /// Waits until every parent cache has listed once.
+    pub async fn wait(&self) {
+        let mut rx = self.kinds.subscribe();
+        let _ = rx
+            .wait_for(|k| Self::KINDS.iter().all(|kind| k.contains(kind)))
+            .await;
     }
 }
 
@@ -106,6 +122,10 @@ pub struct Context {
     pub parents: ParentStores,
     /// What medplat last applied.
     pub ledger: AppliedLedger,
+    /// What medplat last wrote to each parent's status.
+    pub statuses: StatusLedger,
+    /// Finished pipeline runs already read.
+    pub finished_runs: FinishedRuns,
     /// Metrics.
     pub metrics: Metrics,
     /// Event recorder.
@@ -144,12 +164,20 @@ impl Context {
             children,
             parents,
             ledger: AppliedLedger::default(),
+            statuses: StatusLedger::default(),
+            finished_runs: FinishedRuns::default(),
             metrics,
             settings,
             failures: Mutex::new(HashMap::new()),
             last_event: Mutex::new(HashMap::new()),
             sighted: Mutex::new(std::collections::HashSet::new()),
         }
+    }
+
+    /// Waits until every parent and child cache has listed once, so "absent" means absent.
+    pub async fn wait_synced(&self) {
+        self.parents.synced.wait().await;
+        self.children.wait_until_ready().await;
     }
 
     /// The apply routine under `controller`'s field manager.

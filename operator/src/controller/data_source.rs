@@ -16,7 +16,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
-use super::context::{Context, patch_status_if_changed};
+use super::context::Context;
 use super::error::{Error, Result};
 use super::invalid::report_invalid;
 use super::status::{Outcome, conditions_for};
@@ -259,14 +259,9 @@ pub async fn reconcile(
         }
     })?;
     if let Some(claim) = &landing_claim {
-        let claims = ctx.applier(CLAIM_FIELD_MANAGER);
-        if ctx
-            .children
-            .get("PersistentVolumeClaim", Some(&ns), &claim.name)
-            .is_none()
-        {
-            claims.apply_one(claim).await?;
-        }
+        ctx.applier(CLAIM_FIELD_MANAGER)
+            .ensure_exists(claim)
+            .await?;
     }
     let outcome_apply = ctx
         .applier(FIELD_MANAGER)
@@ -308,7 +303,8 @@ pub async fn reconcile(
             "egress is limited to the source's address and port".into(),
         ),
     });
-    let current = ds.status.clone().unwrap_or_default();
+    let seen = ctx.statuses.current(ds, ds.status.as_ref());
+    let current = seen.clone().unwrap_or_default();
     let (last_sync, records_seen) = last_successful_read(&ctx, &ns, &name);
     let status = DataSourceStatus {
         observed_generation: ds.metadata.generation,
@@ -342,7 +338,9 @@ pub async fn reconcile(
         _ => ctx.clear_event(&reference),
     }
     let api: Api<DataSource> = Api::namespaced(ctx.client.clone(), &ns);
-    patch_status_if_changed(&api, &name, FIELD_MANAGER, ds.status.as_ref(), &status).await?;
+    ctx.statuses
+        .write_if_changed(&api, ds, FIELD_MANAGER, seen.as_ref(), &status)
+        .await?;
     // Secrets are not watched (least privilege), so a missing one is re-checked soon.
     Ok(Action::requeue(if problems.is_empty() {
         ctx.settings.resync

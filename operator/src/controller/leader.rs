@@ -57,6 +57,9 @@ pub struct LeaderConfig {
     pub grace: Duration,
 }
 
+/// How long a follower waits after a failed Lease request before it tries again.
+const FOLLOWER_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What ended a term as leader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaderOutcome {
@@ -94,12 +97,22 @@ where
         .await
         .map_err(lease_err)?;
 
-    // Follower: wait until the Lease is ours, or shutdown.
+    // Follower: wait until the Lease is ours, or shutdown. A follower writes nothing, so a
+    // failed read or acquisition (a flapping API server) is retried after a pause rather than
+    // ending the replica.
     loop {
         tokio::select! {
             changed = manager.changed() => {
-                if changed.map_err(lease_err)? {
-                    break;
+                match changed {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read or acquire the lease; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(FOLLOWER_RETRY) => {}
+                            _ = shutdown.clone() => return Ok(LeaderOutcome::NeverLed),
+                        }
+                    }
                 }
             }
             _ = shutdown.clone() => return Ok(LeaderOutcome::NeverLed),

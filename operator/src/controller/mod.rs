@@ -12,13 +12,16 @@ pub mod data_source;
 pub mod error;
 pub mod fanout;
 pub mod invalid;
+pub mod last_run;
 pub mod leader;
 pub mod metrics;
 pub mod pipeline;
 pub mod platform;
 pub mod runner;
 pub mod status;
+pub mod status_write;
 pub mod storage_tier;
+pub mod triggers;
 
 pub use context::{Context, Settings};
 pub use error::Error;

@@ -9,33 +9,29 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, Secret};
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
-use super::context::{Context, patch_status_if_changed};
+use super::context::Context;
 use super::data_source::CLAIM_FIELD_MANAGER;
 use super::error::{Error, Result};
 use super::invalid::report_invalid;
+use super::last_run::{last_run, observe_run};
 use super::status::{Outcome, conditions_for};
 use crate::api::conditions::POLICY_COMPLIANT;
-use crate::api::metrics::{OUTCOME_IN, OUTCOME_OUT, OUTCOME_QUARANTINED};
-use crate::api::pipeline::{
-    Lineage, Pipeline, PipelineStatus, RUN_REQUESTED_AT, RunResult, RunStatus,
-};
+use crate::api::pipeline::{Lineage, Pipeline, PipelineStatus, RUN_REQUESTED_AT};
 use crate::api::resolved::{Mounts, ResolvedPipeline};
 use crate::api::{AccessPolicy, DataSource, StorageTier};
 use crate::policy::{
     NamedPolicy, PipelineContext, PipelineDecision, evaluate_pipeline, source_level,
 };
-use crate::render::common::OWNER_UID;
 use crate::render::pipeline::{PipelineRenderInput, pipeline_child_name, render_pipeline_children};
 use crate::render::tier_claim::render_tier_claim;
-use crate::worker::summary::RunSummary;
 
 /// The controller's name, in metrics and its field manager.
 pub const CONTROLLER: &str = "pipeline";
@@ -55,25 +51,30 @@ fn ok<K: Clone>(g: &Arc<DeserializeGuard<K>>) -> Option<K> {
     g.0.as_ref().ok().cloned()
 }
 
-fn dereference(ctx: &Context, ns: &str) -> Dereferenced {
+/// The pipeline's own sources, every tier, and the namespace's policies (sorted by name, so
+/// the decision does not depend on cache order), from the caches.
+fn dereference(ctx: &Context, pipeline: &Pipeline, ns: &str) -> Dereferenced {
     Dereferenced {
-        sources: ctx
-            .parents
+        sources: pipeline
+            .spec
             .sources
-            .state()
             .iter()
-            .filter_map(ok)
-            .filter(|d: &DataSource| d.namespace().as_deref() == Some(ns))
+            .filter_map(|s| ctx.parents.sources.get(&ObjectRef::new(s).within(ns)))
+            .filter_map(|g| ok(&g))
             .collect(),
         tiers: ctx.parents.tiers.state().iter().filter_map(ok).collect(),
-        policies: ctx
-            .parents
-            .policies
-            .state()
-            .iter()
-            .filter_map(ok)
-            .filter(|p: &AccessPolicy| p.namespace().as_deref() == Some(ns))
-            .collect(),
+        policies: {
+            let mut p: Vec<AccessPolicy> = ctx
+                .parents
+                .policies
+                .state()
+                .iter()
+                .filter(|p| p.namespace().as_deref() == Some(ns))
+                .filter_map(ok)
+                .collect();
+            p.sort_by_key(|p| p.name_any());
+            p
+        },
     }
 }
 
@@ -120,71 +121,6 @@ pub fn decide(
     )
 }
 
-/// The last run, from the newest Job of the pipeline and its pods' termination messages.
-async fn last_run(
-    ctx: &Context,
-    ns: &str,
-    uid: &str,
-) -> Result<Option<(RunStatus, Option<RunSummary>)>> {
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-    let list = jobs
-        .list(&ListParams::default().labels(&format!("{OWNER_UID}={uid}")))
-        .await
-        .map_err(|e| Error::kube("list", format!("Jobs of pipeline {uid} in {ns}"), e))?;
-    let Some(job) = list.items.into_iter().max_by_key(|j| {
-        (
-            j.metadata.creation_timestamp.clone().map(|t| t.0),
-            j.name_any(),
-        )
-    }) else {
-        return Ok(None);
-    };
-    let status = job.status.clone().unwrap_or_default();
-    let condition = |t: &str| {
-        status
-            .conditions
-            .iter()
-            .flatten()
-            .any(|c| c.type_ == t && c.status == "True")
-    };
-    let result = if condition("Complete") {
-        RunResult::Succeeded
-    } else if condition("Failed") {
-        RunResult::Failed
-    } else {
-        RunResult::Running
-    };
-    let mut summary = None;
-    if result != RunResult::Running {
-        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-        let job_name = job.name_any();
-        let list = pods
-            .list(&ListParams::default().labels(&format!("job-name={job_name}")))
-            .await
-            .map_err(|e| Error::kube("list", format!("pods of Job {ns}/{job_name}"), e))?;
-        summary = list
-            .items
-            .iter()
-            .flat_map(|p| {
-                p.status
-                    .iter()
-                    .flat_map(|s| s.container_statuses.iter().flatten())
-            })
-            .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
-            .find_map(|m| serde_json::from_str::<RunSummary>(m.trim()).ok());
-    }
-    let run = RunStatus {
-        job_name: Some(job.name_any()),
-        start_time: status.start_time.clone(),
-        completion_time: status.completion_time.clone(),
-        result: Some(result),
-        records_in: summary.as_ref().map(|s| s.records.records_in as i64),
-        records_out: summary.as_ref().map(|s| s.records.records_out as i64),
-        records_quarantined: summary.as_ref().map(|s| s.records.quarantined as i64),
-    };
-    Ok(Some((run, summary)))
-}
-
 /// Reconciles one Pipeline.
 pub async fn reconcile(
     guard: Arc<DeserializeGuard<Pipeline>>,
@@ -211,7 +147,7 @@ pub async fn reconcile(
     let now = Timestamp::now();
 
     // dereference
-    let refs = dereference(&ctx, &ns);
+    let refs = dereference(&ctx, pipeline, &ns);
     let resolved = ResolvedPipeline::build(
         pipeline,
         &refs.sources,
@@ -239,7 +175,8 @@ pub async fn reconcile(
     let runnable = decision.allowed() && missing_secrets.is_empty() && resolved.is_some();
 
     // build
-    let status_now = pipeline.status.clone().unwrap_or_default();
+    let status_seen = ctx.statuses.current(pipeline, pipeline.status.as_ref());
+    let status_now = status_seen.clone().unwrap_or_default();
     let request = pipeline.annotations().get(RUN_REQUESTED_AT).cloned();
     let pending = request
         .as_deref()
@@ -272,12 +209,8 @@ pub async fn reconcile(
             if let Some(claim) = render_tier_claim(t, &ns).map_err(|source| Error::Render {
                 object: display.clone(),
                 source,
-            })? && ctx
-                .children
-                .get("PersistentVolumeClaim", Some(&ns), &claim.name)
-                .is_none()
-            {
-                claims.apply_one(&claim).await?;
+            })? {
+                claims.ensure_exists(&claim).await?;
             }
         }
     }
@@ -421,14 +354,9 @@ pub async fn reconcile(
         },
     };
     let api: Api<Pipeline> = Api::namespaced(ctx.client.clone(), &ns);
-    patch_status_if_changed(
-        &api,
-        &name,
-        FIELD_MANAGER,
-        pipeline.status.as_ref(),
-        &status,
-    )
-    .await?;
+    ctx.statuses
+        .write_if_changed(&api, pipeline, FIELD_MANAGER, status_seen.as_ref(), &status)
+        .await?;
     Ok(Action::requeue(ctx.settings.resync))
 }
 
@@ -531,55 +459,5 @@ fn lineage(pipeline: &Pipeline, sources: &[DataSource], decision: &PipelineDecis
             "{}/{} ({})",
             pipeline.spec.sink.tier, pipeline.spec.sink.dataset, decision.output.level
         ),
-    }
-}
-
-/// Exports a finished run's metrics once per Job, and warns about a failed run once.
-async fn observe_run(
-    ctx: &Context,
-    ns: &str,
-    name: &str,
-    run: Option<&RunStatus>,
-    summary: Option<&RunSummary>,
-    reference: &ObjectReference,
-) {
-    let Some(run) = run else { return };
-    let failed = run.result == Some(RunResult::Failed);
-    ctx.metrics
-        .pipeline_run_failed
-        .with_label_values(&[ns, name])
-        .set(if failed { 1.0 } else { 0.0 });
-    if let Some(s) = summary {
-        for (outcome, value) in [
-            (OUTCOME_IN, s.records.records_in),
-            (OUTCOME_OUT, s.records.records_out),
-            (OUTCOME_QUARANTINED, s.records.quarantined),
-        ] {
-            ctx.metrics
-                .pipeline_last_run_records
-                .with_label_values(&[ns, name, outcome])
-                .set(value as f64);
-        }
-        let job = run.job_name.clone().unwrap_or_default();
-        if ctx.first_sighting(&format!("{ns}/{job}")) && s.access_denied > 0 {
-            ctx.metrics
-                .worker_access_denied
-                .with_label_values(&[ns, name])
-                .inc_by(s.access_denied as f64);
-        }
-    }
-    if failed {
-        let job = run.job_name.clone().unwrap_or_default();
-        let why = summary
-            .and_then(|s| s.message.clone())
-            .unwrap_or_else(|| "see the Job's pod logs".into());
-        ctx.event(
-            reference,
-            EventType::Warning,
-            "RunFailed",
-            "Run",
-            format!("Job {job} failed: {why}"),
-        )
-        .await;
     }
 }

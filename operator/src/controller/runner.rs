@@ -22,6 +22,7 @@ use super::error::Error;
 use super::fanout::Fanout;
 use super::metrics::{Metrics, MetricsError};
 use super::platform::watches::PlatformWatches;
+use super::triggers::{in_namespace, pipelines_reading, spec_changes};
 use super::{access_policy, data_source, pipeline, storage_tier};
 use crate::api::{AccessPolicy, DataSource, Pipeline, StorageTier};
 use crate::render::tier_claim::TIER_LABEL;
@@ -51,6 +52,18 @@ pub struct Operator {
 }
 
 const BUFFER: usize = 1024;
+
+/// How many reconciles of one parent kind run at once. Without a bound, a start-up with
+/// thousands of parents starts them all together: each holds its rendered children and an
+/// HTTP connection of its own (HTTP/1.1 has no multiplexing) while kubesim or the API server
+/// answers the others, which made the operator's peak memory grow with the object count. A few
+/// dozen in flight keep both cores busy.
+const PARENT_CONCURRENCY: u16 = 16;
+
+/// The controller settings of the parent kinds (bounded concurrency).
+fn parent_config() -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(PARENT_CONCURRENCY)
+}
 
 /// A shared watch of a parent kind: its store, a subscription and the driver future.
 struct ParentWatch<K: Resource<DynamicType = ()> + Clone + 'static, D> {
@@ -116,8 +129,9 @@ where
     Fut: Future<Output = Result<Action, Error>>,
 {
     let key = format!("{controller}/{}", ObjectRef::from_obj(obj.as_ref()));
-    // Prune must never mistake "not listed yet" for "absent"; this is instant once ready.
-    ctx.children.wait_until_ready().await;
+    // Prune must never mistake "not listed yet" for "absent", nor a policy decision a source
+    // not listed yet for a missing one; this is instant once synced.
+    ctx.wait_synced().await;
     let start = Instant::now();
     let result = f(obj, ctx.clone()).await;
     ctx.metrics.observe_reconcile(controller, start.elapsed());
@@ -277,6 +291,7 @@ impl Operator {
                         .get(TIER_LABEL)
                         .map(|t| ObjectRef::<DeserializeGuard<StorageTier>>::new(t))
                 })
+                .with_config(parent_config())
                 .graceful_shutdown_on(shutdown.clone())
                 .run(
                     |o, c| instrumented(storage_tier::CONTROLLER, o, c, storage_tier::reconcile),
@@ -294,7 +309,7 @@ impl Operator {
                 .owns_shared_stream(children.network_policies.subscribe())
                 .owns_shared_stream(children.deployments.subscribe())
                 .owns_shared_stream(children.services.subscribe())
-                .watches_shared_stream(tiers_sub.subscribe(), move |tier| {
+                .watches_shared_stream(spec_changes(tiers_sub.subscribe()), move |tier| {
                     let name = tier.name_any();
                     sources_for_tier
                         .state()
@@ -309,6 +324,7 @@ impl Operator {
                         .map(|g| ObjectRef::from_obj(g.as_ref()))
                         .collect::<Vec<_>>()
                 })
+                .with_config(parent_config())
                 .graceful_shutdown_on(shutdown.clone())
                 .run(
                     |o, c| instrumented(data_source::CONTROLLER, o, c, data_source::reconcile),
@@ -326,15 +342,10 @@ impl Operator {
                 .owns_shared_stream(children.roles.subscribe())
                 .owns_shared_stream(children.role_bindings.subscribe())
                 .owns_shared_stream(children.network_policies.subscribe())
-                .watches_shared_stream(sources_sub.subscribe(), move |source| {
-                    let ns = source.namespace();
-                    policies_for_source
-                        .state()
-                        .iter()
-                        .filter(|p| p.namespace() == ns)
-                        .map(|p| ObjectRef::from_obj(p.as_ref()))
-                        .collect::<Vec<_>>()
+                .watches_shared_stream(spec_changes(sources_sub.subscribe()), move |source| {
+                    in_namespace(&policies_for_source, source.namespace().as_deref())
                 })
+                .with_config(parent_config())
                 .graceful_shutdown_on(shutdown.clone())
                 .run(
                     |o, c| instrumented(access_policy::CONTROLLER, o, c, access_policy::reconcile),
@@ -346,19 +357,8 @@ impl Operator {
         };
 
         let pipeline_controller = {
-            let in_namespace = |store: Store<DeserializeGuard<Pipeline>>| {
-                move |ns: Option<String>| -> Vec<ObjectRef<DeserializeGuard<Pipeline>>> {
-                    store
-                        .state()
-                        .iter()
-                        .filter(|p| ns.is_none() || p.namespace() == ns)
-                        .map(|p| ObjectRef::from_obj(p.as_ref()))
-                        .collect()
-                }
-            };
-            let by_source = in_namespace(pipelines.clone());
-            let by_policy = in_namespace(pipelines.clone());
-            let by_tier = in_namespace(pipelines.clone());
+            let (by_source, by_policy, by_tier) =
+                (pipelines.clone(), pipelines.clone(), pipelines.clone());
             Controller::for_shared_stream(
                 with_existing(pipelines_sub, &pipelines),
                 pipelines.clone(),
@@ -380,9 +380,16 @@ impl Operator {
                 .zip(job.namespace())
                 .map(|(name, ns)| ObjectRef::<DeserializeGuard<Pipeline>>::new(&name).within(&ns))
             })
-            .watches_shared_stream(sources_sub.subscribe(), move |s| by_source(s.namespace()))
-            .watches_shared_stream(policies_sub.subscribe(), move |p| by_policy(p.namespace()))
-            .watches_shared_stream(tiers_sub.subscribe(), move |_| by_tier(None))
+            .watches_shared_stream(spec_changes(sources_sub.subscribe()), move |s| {
+                pipelines_reading(&by_source, &s)
+            })
+            .watches_shared_stream(spec_changes(policies_sub.subscribe()), move |p| {
+                in_namespace(&by_policy, p.namespace().as_deref())
+            })
+            .watches_shared_stream(spec_changes(tiers_sub.subscribe()), move |_| {
+                in_namespace(&by_tier, None)
+            })
+            .with_config(parent_config())
             .graceful_shutdown_on(shutdown.clone())
             .run(
                 |o, c| instrumented(pipeline::CONTROLLER, o, c, pipeline::reconcile),

@@ -14,7 +14,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
-use super::context::{Context, patch_status_if_changed};
+use super::context::Context;
 use super::error::{Error, Result};
 use super::invalid::report_invalid;
 use super::status::{Outcome, conditions_for};
@@ -183,7 +183,8 @@ pub async fn reconcile(
     } else {
         Outcome::stalled(verification.reason, verification.message.clone())
     };
-    let current = tier.status.clone().unwrap_or_default();
+    let seen = ctx.statuses.current(tier, tier.status.as_ref());
+    let current = seen.clone().unwrap_or_default();
     let mut claims: Vec<String> = ctx
         .children
         .claims
@@ -223,7 +224,9 @@ pub async fn reconcile(
         .await;
     }
     let api: Api<StorageTier> = Api::all(ctx.client.clone());
-    patch_status_if_changed(&api, &name, FIELD_MANAGER, tier.status.as_ref(), &status).await?;
+    ctx.statuses
+        .write_if_changed(&api, tier, FIELD_MANAGER, seen.as_ref(), &status)
+        .await?;
     Ok(Action::requeue(ctx.settings.resync))
 }
 
