@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use kube::Client;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 
 /// Errors of leader election.
@@ -60,6 +61,43 @@ pub struct LeaderConfig {
 /// How long a follower waits after a failed Lease request before it tries again.
 const FOLLOWER_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// What a read of the Lease confirms about this replica's term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Confirmed {
+    /// This replica holds it; its term is safe for this much longer.
+    Until(Duration),
+    /// Another replica holds it.
+    HeldByOther,
+}
+
+/// The part of a Lease term a leader may use: a follower may take the Lease `duration` after
+/// its last renewal, so the leader stops `grace / 2` before that, which tolerates clock skew
+/// and a late read of up to half the grace. The manager renews `grace` before expiry, so a
+/// successful renewal is confirmed well before this point.
+fn safe_term(config: &LeaderConfig) -> Duration {
+    config.duration.saturating_sub(config.grace / 2)
+}
+
+/// How often the leader reads the Lease to confirm its renewals: four times per grace.
+fn check_period(config: &LeaderConfig) -> Duration {
+    (config.grace / 4).max(Duration::from_millis(100))
+}
+
+/// What `lease` says about this replica's term, measured from its `renewTime` on this
+/// replica's clock (the holder writes `renewTime` itself). `None` when the Lease says nothing
+/// usable.
+fn confirmed_term(lease: &Lease, config: &LeaderConfig) -> Option<Confirmed> {
+    let spec = lease.spec.as_ref()?;
+    let holder = spec.holder_identity.as_deref()?;
+    if holder != config.identity {
+        return Some(Confirmed::HeldByOther);
+    }
+    let renewed = spec.renew_time.as_ref()?.0;
+    let elapsed = jiff::Timestamp::now().duration_since(renewed);
+    let elapsed = Duration::try_from(elapsed).unwrap_or(Duration::ZERO);
+    Some(Confirmed::Until(safe_term(config).saturating_sub(elapsed)))
+}
+
 /// What ended a term as leader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaderOutcome {
@@ -87,6 +125,7 @@ where
         name: config.name.clone(),
         source,
     };
+    let client_for_checks = client.clone();
     let manager: LeaseManager = LeaseManagerBuilder::new(client, &config.name)
         .with_namespace(&config.namespace)
         .with_identity(&config.identity)
@@ -121,6 +160,10 @@ where
     tracing::info!(lease = %format!("{}/{}", config.namespace, config.name), identity = %config.identity, "became leader");
 
     // Leader: run the controllers while renewing; losing the Lease stops them at once.
+    let leases: Api<Lease> = Api::namespaced(client_for_checks, &config.namespace);
+    let mut held_until = tokio::time::Instant::now() + safe_term(&config);
+    let mut check = tokio::time::interval(check_period(&config));
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let controllers = lead(shutdown.clone()).fuse();
     tokio::pin!(controllers);
     // The manager renews `grace` before expiry; one failed renewal leaves time for a retry,
@@ -129,6 +172,36 @@ where
     loop {
         tokio::select! {
             _ = &mut controllers => break,
+            // The manager reports a lost Lease only once it has heard so from the API server.
+            // Under a flapping server that news can come after the Lease expired and another
+            // replica took it, so the leader also stops on its own clock: when no confirmed
+            // renewal keeps the Lease safely valid, it stops before any follower may take over.
+            _ = tokio::time::sleep_until(held_until) => {
+                tracing::error!(identity = %config.identity, "no confirmed lease renewal before the safe end of the term; stopping controllers");
+                return Err(LeaderError::Lost {
+                    namespace: config.namespace.clone(),
+                    name: config.name.clone(),
+                });
+            }
+            _ = check.tick() => {
+                match leases.get_opt(&config.name).await {
+                    Ok(Some(lease)) => match confirmed_term(&lease, &config) {
+                        Some(Confirmed::Until(remaining)) => {
+                            held_until = tokio::time::Instant::now() + remaining;
+                        }
+                        Some(Confirmed::HeldByOther) => {
+                            tracing::error!(identity = %config.identity, "another replica holds the lease; stopping controllers");
+                            return Err(LeaderError::Lost {
+                                namespace: config.namespace.clone(),
+                                name: config.name.clone(),
+                            });
+                        }
+                        None => {}
+                    },
+                    // A failed read extends nothing; the deadline decides.
+                    Ok(None) | Err(_) => {}
+                }
+            }
             changed = manager.changed() => {
                 match changed {
                     Ok(true) => {}
@@ -157,4 +230,66 @@ where
     manager.release().await.map_err(lease_err)?;
     tracing::info!(identity = %config.identity, "released the lease");
     Ok(LeaderOutcome::Released)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+
+    fn config() -> LeaderConfig {
+        LeaderConfig {
+            namespace: "medplat-system".into(),
+            name: "medplat-operator".into(),
+            identity: "replica-a".into(),
+            duration: Duration::from_secs(15),
+            grace: Duration::from_secs(5),
+        }
+    }
+
+    fn lease(holder: &str, renewed_secs_ago: i64) -> Lease {
+        Lease {
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.into()),
+                renew_time: Some(MicroTime(
+                    jiff::Timestamp::now() - jiff::SignedDuration::from_secs(renewed_secs_ago),
+                )),
+                ..LeaseSpec::default()
+            }),
+            ..Lease::default()
+        }
+    }
+
+    #[test]
+    fn the_term_ends_half_a_grace_before_a_follower_may_take_over() {
+        let c = config();
+        assert_eq!(safe_term(&c), Duration::from_millis(12_500));
+        // Renewed 4 s ago: 8.5 s left (give or take the test's own run time).
+        let Some(Confirmed::Until(left)) = confirmed_term(&lease("replica-a", 4), &c) else {
+            panic!("our own lease is not confirmed");
+        };
+        assert!(left <= Duration::from_millis(8_500) && left > Duration::from_secs(8));
+        // Renewed longer ago than the safe term: nothing left, the leader must stop.
+        assert_eq!(
+            confirmed_term(&lease("replica-a", 14), &c),
+            Some(Confirmed::Until(Duration::ZERO))
+        );
+        // A renewal in the future (clock skew) counts as just now, never as more.
+        let Some(Confirmed::Until(left)) = confirmed_term(&lease("replica-a", -30), &c) else {
+            panic!("a skewed lease is not confirmed");
+        };
+        assert!(left <= safe_term(&c));
+    }
+
+    #[test]
+    fn another_holder_or_an_empty_lease_is_never_a_confirmation() {
+        let c = config();
+        assert_eq!(
+            confirmed_term(&lease("replica-b", 0), &c),
+            Some(Confirmed::HeldByOther)
+        );
+        assert_eq!(confirmed_term(&Lease::default(), &c), None);
+        assert!(check_period(&c) < c.grace);
+    }
 }
