@@ -184,8 +184,9 @@ where
                 });
             }
             _ = check.tick() => {
-                match leases.get_opt(&config.name).await {
-                    Ok(Some(lease)) => match confirmed_term(&lease, &config) {
+                // A failed read extends nothing; the deadline decides.
+                if let Ok(Some(lease)) = leases.get_opt(&config.name).await {
+                    match confirmed_term(&lease, &config) {
                         Some(Confirmed::Until(remaining)) => {
                             held_until = tokio::time::Instant::now() + remaining;
                         }
@@ -197,9 +198,7 @@ where
                             });
                         }
                         None => {}
-                    },
-                    // A failed read extends nothing; the deadline decides.
-                    Ok(None) | Err(_) => {}
+                    }
                 }
             }
             changed = manager.changed() => {
