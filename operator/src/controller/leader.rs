@@ -98,6 +98,43 @@ fn confirmed_term(lease: &Lease, config: &LeaderConfig) -> Option<Confirmed> {
     Some(Confirmed::Until(safe_term(config).saturating_sub(elapsed)))
 }
 
+/// Returns when this replica must stop leading on its own evidence.
+///
+/// The manager reports a lost Lease only once it has heard so from the API server. Under a
+/// flapping server that news can come after the Lease expired and another replica took it, so
+/// the leader also keeps its own clock: it reads the Lease several times per grace, and returns
+/// when a read shows another holder or when no read has confirmed a renewal in time to keep the
+/// term safe. A failed read extends nothing.
+async fn guard_term(leases: Api<Lease>, config: &LeaderConfig) {
+    let mut held_until = tokio::time::Instant::now() + safe_term(config);
+    loop {
+        let read = async {
+            tokio::time::sleep(check_period(config)).await;
+            leases.get_opt(&config.name).await
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(held_until) => {
+                tracing::error!(identity = %config.identity, "no confirmed lease renewal before the safe end of the term; stopping controllers");
+                return;
+            }
+            result = read => {
+                if let Ok(Some(lease)) = result {
+                    match confirmed_term(&lease, config) {
+                        Some(Confirmed::Until(remaining)) => {
+                            held_until = tokio::time::Instant::now() + remaining;
+                        }
+                        Some(Confirmed::HeldByOther) => {
+                            tracing::error!(identity = %config.identity, "another replica holds the lease; stopping controllers");
+                            return;
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// What ended a term as leader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaderOutcome {
@@ -161,9 +198,10 @@ where
 
     // Leader: run the controllers while renewing; losing the Lease stops them at once.
     let leases: Api<Lease> = Api::namespaced(client_for_checks, &config.namespace);
-    let mut held_until = tokio::time::Instant::now() + safe_term(&config);
-    let mut check = tokio::time::interval(check_period(&config));
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Pinned once, so its Lease reads are never cancelled by the other branches, and the
+    // manager's renewals are never cancelled by it: it only ever completes to end the term.
+    let term_guard = guard_term(leases, &config).fuse();
+    tokio::pin!(term_guard);
     let controllers = lead(shutdown.clone()).fuse();
     tokio::pin!(controllers);
     // The manager renews `grace` before expiry; one failed renewal leaves time for a retry,
@@ -172,34 +210,11 @@ where
     loop {
         tokio::select! {
             _ = &mut controllers => break,
-            // The manager reports a lost Lease only once it has heard so from the API server.
-            // Under a flapping server that news can come after the Lease expired and another
-            // replica took it, so the leader also stops on its own clock: when no confirmed
-            // renewal keeps the Lease safely valid, it stops before any follower may take over.
-            _ = tokio::time::sleep_until(held_until) => {
-                tracing::error!(identity = %config.identity, "no confirmed lease renewal before the safe end of the term; stopping controllers");
+            () = &mut term_guard => {
                 return Err(LeaderError::Lost {
                     namespace: config.namespace.clone(),
                     name: config.name.clone(),
                 });
-            }
-            _ = check.tick() => {
-                // A failed read extends nothing; the deadline decides.
-                if let Ok(Some(lease)) = leases.get_opt(&config.name).await {
-                    match confirmed_term(&lease, &config) {
-                        Some(Confirmed::Until(remaining)) => {
-                            held_until = tokio::time::Instant::now() + remaining;
-                        }
-                        Some(Confirmed::HeldByOther) => {
-                            tracing::error!(identity = %config.identity, "another replica holds the lease; stopping controllers");
-                            return Err(LeaderError::Lost {
-                                namespace: config.namespace.clone(),
-                                name: config.name.clone(),
-                            });
-                        }
-                        None => {}
-                    }
-                }
             }
             changed = manager.changed() => {
                 match changed {
