@@ -545,24 +545,53 @@ fn worker_sigkill_at_any_point_leaves_the_old_or_the_new_dataset() {
         .stderr(std::process::Stdio::null());
         cmd
     };
+    let started = std::time::Instant::now();
     assert!(args("r0").status().unwrap().success());
+    let clean_run_ms = started.elapsed().as_millis() as u64;
     let dataset = r.join("data/pseudo/linked");
     let good = data_files(&dataset);
-    for (i, delay_ms) in [5u64, 40, 120, 250, 400, 700].into_iter().enumerate() {
+    // 20 kill points spread at random over a clean run's length (and a little past it, where
+    // the commit happens); the seed is printed so a failure can be replayed.
+    let seed: u64 = std::env::var("MEDPLAT_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("kill points: MEDPLAT_KILL_SEED={seed}, clean run {clean_run_ms} ms");
+    let mut state = seed | 1;
+    let span = clean_run_ms * 6 / 5 + 1;
+    let delays: Vec<u64> = (0..20)
+        .map(|_| {
+            // xorshift64: enough spread for kill points, no dependency.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % span
+        })
+        .collect();
+    for (i, delay_ms) in delays.into_iter().enumerate() {
         let mut child = args(&format!("r{}", i + 1)).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = child.kill();
         let _ = child.wait();
         // Same input, same keys: old and new versions have the same data; either way the
         // dataset is one whole version with its manifest.
-        assert_eq!(data_files(&dataset), good, "after a kill at {delay_ms} ms");
+        assert_eq!(
+            data_files(&dataset),
+            good,
+            "after a kill at {delay_ms} ms (MEDPLAT_KILL_SEED={seed})"
+        );
         let manifest: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dataset.join("_manifest.json")).unwrap())
                 .unwrap();
         assert_eq!(manifest["files"][0]["sha256"].as_str().unwrap().len(), 64);
     }
     assert!(
-        args("r9").status().unwrap().success(),
+        args("r99").status().unwrap().success(),
         "a run after the kills commits"
     );
     assert_eq!(data_files(&dataset), good);
