@@ -20,8 +20,9 @@ use super::requests::{
     writes_outside_term,
 };
 
-/// The Lease the replicas compete for, and how long it lasts.
-const LEASE: Duration = Duration::from_secs(4);
+/// The Lease the replicas compete for, and how long it lasts: short, so takeovers happen within
+/// the run, with the installed ratio of grace to duration (one third).
+const LEASE: Duration = Duration::from_secs(6);
 
 /// What the fault-free run ended with.
 pub struct Baseline {
@@ -180,7 +181,7 @@ impl Replica {
                     name: "medplat-operator".into(),
                     identity: identity.clone(),
                     duration: LEASE,
-                    grace: Duration::from_secs(1),
+                    grace: LEASE / 3,
                 };
                 let never = futures::future::pending::<()>().boxed().shared();
                 let outcome = run_as_leader(client, leader, never, |stop| {
