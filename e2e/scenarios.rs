@@ -335,8 +335,8 @@ async fn the_hospital_story() {
     );
 }
 
-/// Running pods labelled L3 or above, as (namespace/name, node).
-fn sensitive_pods(t: &Target) -> Vec<(String, String)> {
+/// Running pods labelled L3 or above, as (namespace/name, node, whether a Job owns it).
+fn sensitive_pods(t: &Target) -> Vec<(String, String, bool)> {
     let pods = json(&t.must(&["get", "pods", "-A", "-l", "medplat.io/level", "-o", "json"]));
     pods["items"]
         .as_array()
@@ -358,6 +358,7 @@ fn sensitive_pods(t: &Target) -> Vec<(String, String)> {
                     p["metadata"]["name"].as_str()?
                 ),
                 node.to_string(),
+                p["metadata"]["ownerReferences"][0]["kind"] == "Job",
             ))
         })
         .collect()
@@ -396,29 +397,12 @@ async fn node_loses_hardening(t: &Target) {
         );
         return;
     }
-    let job_pods = || -> Vec<String> {
-        let pods = json(&t.must(&["get", "pods", "-A", "-l", "medplat.io/level", "-o", "json"]));
-        pods["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| p["metadata"]["ownerReferences"][0]["kind"] == "Job")
-            .map(|p| {
-                format!(
-                    "{}/{}",
-                    p["metadata"]["namespace"].as_str().unwrap_or_default(),
-                    p["metadata"]["name"].as_str().unwrap_or_default()
-                )
-            })
-            .collect()
-    };
-    let (pod, node) = eventually(
+    let (pod, node, _) = eventually(
         Duration::from_secs(90),
         "a long-running L3+ pod (not a run's Job pod, which may finish) on a hardened node",
         || {
-            let job_pods = job_pods();
-            sensitive_pods(t).into_iter().find(|(pod, node)| {
-                !job_pods.contains(pod) && hardened_label(t, node).as_deref() == Some("true")
+            sensitive_pods(t).into_iter().find(|(_, node, run_pod)| {
+                !run_pod && hardened_label(t, node).as_deref() == Some("true")
             })
         },
     )
@@ -462,10 +446,10 @@ async fn node_loses_hardening(t: &Target) {
         "the sensitive pods to leave the unhardened node and run on hardened ones",
         || {
             let pods = sensitive_pods(t);
-            let none_left = pods.iter().all(|(_, n)| n != &node);
+            let none_left = pods.iter().all(|(_, n, _)| n != &node);
             let back = pods
                 .iter()
-                .any(|(_, n)| hardened_label(t, n).as_deref() == Some("true"));
+                .any(|(_, n, _)| hardened_label(t, n).as_deref() == Some("true"));
             (none_left && back).then_some(())
         },
     )

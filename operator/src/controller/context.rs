@@ -322,6 +322,22 @@ where
     if current == Some(status) {
         return Ok(false);
     }
+    apply_status(api, name, field_manager, status).await?;
+    Ok(true)
+}
+
+/// Writes `status` to the object's status subresource by server-side apply under
+/// `field_manager`, unconditionally, and returns the object as written.
+pub async fn apply_status<K, S>(
+    api: &Api<K>,
+    name: &str,
+    field_manager: &str,
+    status: &S,
+) -> Result<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
@@ -333,6 +349,5 @@ where
         &Patch::Apply(&patch),
     )
     .await
-    .map_err(|e| Error::kube("patch status of", format!("{} {name}", K::kind(&())), e))?;
-    Ok(true)
+    .map_err(|e| Error::kube("patch status of", format!("{} {name}", K::kind(&())), e))
 }

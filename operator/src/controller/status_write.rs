@@ -16,12 +16,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::error::{Error, Result};
+use super::error::Result;
 use crate::render::common::short_hash;
 
 /// What medplat last wrote to an object's status.
@@ -112,20 +112,8 @@ impl StatusLedger {
         if self.already_written(&key, &hash, before.as_deref()) {
             return Ok(false);
         }
-        let name = object.name_any();
-        let patch = serde_json::json!({
-            "apiVersion": K::api_version(&()),
-            "kind": K::kind(&()),
-            "status": status,
-        });
-        let written = api
-            .patch_status(
-                &name,
-                &PatchParams::apply(field_manager).force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-            .map_err(|e| Error::kube("patch status of", format!("{} {name}", K::kind(&())), e))?;
+        let written =
+            super::context::apply_status(api, &object.name_any(), field_manager, status).await?;
         self.record(
             key,
             Written {
