@@ -178,7 +178,7 @@ pub async fn reconcile(
         .map(|d| d + Duration::from_millis(5))
         .unwrap_or(ctx.settings.resync)
         .min(ctx.settings.resync);
-    Ok(Action::requeue(wait))
+    Ok(Action::requeue(applied.requeue_within(wait)))
 }
 
 #[cfg(test)]

@@ -6,6 +6,13 @@
 //! `medplat.io/applied-hash` and its generation (or resourceVersion, for kinds without one) is
 //! the one medplat saw after its own last apply. An edit by anyone else moves the generation
 //! or resourceVersion, so drift is corrected; an idle reconcile writes nothing.
+//!
+//! The cache learns of medplat's own writes a moment later, by watch. A reconcile that follows
+//! straight on another (the first one's earlier children woke it) would otherwise see the last
+//! child it just wrote as missing or old and write it again: at 5,000 Pipelines that doubled
+//! the CronJob writes. So a child medplat applied with the same hash within
+//! [`CACHE_LAG_GRACE`], which the cache does not show yet, is left alone, and the reconcile
+//! comes back after the grace ([`ApplyOutcome::requeue_within`]) in case it was deleted meanwhile.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -34,6 +41,31 @@ pub struct ApplyOutcome {
     pub unchanged: usize,
     /// Children deleted because they are no longer desired.
     pub pruned: Vec<String>,
+    /// Children left alone because medplat applied them just now and the cache does not show
+    /// it yet.
+    pub awaiting_cache: usize,
+}
+
+impl ApplyOutcome {
+    /// When the parent must be reconciled again at the latest: `after`, or sooner when a child
+    /// was awaiting the cache, so a child deleted during the grace is not lost until resync.
+    pub fn requeue_within(&self, after: Duration) -> Duration {
+        if self.awaiting_cache > 0 {
+            after.min(CACHE_LAG_GRACE)
+        } else {
+            after
+        }
+    }
+}
+
+/// How long medplat trusts its own recent apply of a child the cache does not show yet.
+pub const CACHE_LAG_GRACE: Duration = Duration::from_secs(5);
+
+/// medplat's last apply of one child: what the server returned, the hash applied, and when.
+struct LastApply {
+    marker: String,
+    hash: Option<String>,
+    at: Instant,
 }
 
 /// A child's identity: kind, namespace, name.
@@ -42,7 +74,7 @@ type ChildKey = (String, Option<String>, String);
 /// What medplat saw of each child after its own last apply: generation or resourceVersion.
 #[derive(Default)]
 pub struct AppliedLedger {
-    seen: Mutex<HashMap<ChildKey, String>>,
+    seen: Mutex<HashMap<ChildKey, LastApply>>,
     /// Shared children (tier claims) medplat created recently, which the cache may not show yet.
     created: Mutex<HashMap<ChildKey, Instant>>,
 }
@@ -56,10 +88,39 @@ impl AppliedLedger {
         (kind.to_string(), ns.map(str::to_string), name.to_string())
     }
 
-    fn record(&self, kind: &str, ns: Option<&str>, name: &str, marker: String) {
+    fn record(
+        &self,
+        kind: &str,
+        ns: Option<&str>,
+        name: &str,
+        marker: String,
+        hash: Option<String>,
+    ) {
         if let Ok(mut m) = self.seen.lock() {
-            m.insert(Self::key(kind, ns, name), marker);
+            m.insert(
+                Self::key(kind, ns, name),
+                LastApply {
+                    marker,
+                    hash,
+                    at: Instant::now(),
+                },
+            );
         }
+    }
+
+    /// Whether medplat applied `hash` to this child within [`CACHE_LAG_GRACE`] and the cache
+    /// (`cached`) does not show that write yet.
+    fn awaiting_cache(&self, key: &ChildKey, hash: &str, cached: Option<&CachedChild>) -> bool {
+        let Ok(m) = self.seen.lock() else {
+            return false;
+        };
+        let Some(last) = m.get(key) else {
+            return false;
+        };
+        let cache_behind = cached.is_none_or(|c| {
+            version_marker(c.generation, c.resource_version.as_deref()) != last.marker
+        });
+        last.hash.as_deref() == Some(hash) && last.at.elapsed() < CACHE_LAG_GRACE && cache_behind
     }
 
     fn forget(&self, kind: &str, ns: Option<&str>, name: &str) {
@@ -90,14 +151,10 @@ impl AppliedLedger {
 
     fn matches(&self, c: &CachedChild) -> bool {
         let marker = version_marker(c.generation, c.resource_version.as_deref());
-        self.seen
-            .lock()
-            .ok()
-            .and_then(|m| {
-                m.get(&Self::key(&c.kind, c.namespace.as_deref(), &c.name))
-                    .cloned()
-            })
-            .is_some_and(|seen| seen == marker)
+        self.seen.lock().ok().is_some_and(|m| {
+            m.get(&Self::key(&c.kind, c.namespace.as_deref(), &c.name))
+                .is_some_and(|seen| seen.marker == marker)
+        })
     }
 }
 
@@ -193,6 +250,11 @@ impl Applier<'_> {
                 outcome.unchanged += 1;
                 continue;
             }
+            let key = AppliedLedger::key(&child.kind, child.namespace.as_deref(), &child.name);
+            if self.ledger.awaiting_cache(&key, &hash, cached.as_ref()) {
+                outcome.awaiting_cache += 1;
+                continue;
+            }
             self.apply_one(&child).await?;
             outcome.applied.push(child.display());
         }
@@ -243,6 +305,12 @@ impl Applier<'_> {
             .patch(&child.name, &params, &Patch::Apply(&child.object))
             .await
             .map_err(|e| Error::kube("apply", child.display(), e))?;
+        let hash = child
+            .object
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(APPLIED_HASH))
+            .and_then(Value::as_str)
+            .map(str::to_string);
         self.ledger.record(
             &child.kind,
             child.namespace.as_deref(),
@@ -251,6 +319,7 @@ impl Applier<'_> {
                 applied.metadata.generation,
                 applied.metadata.resource_version.as_deref(),
             ),
+            hash,
         );
         Ok(applied)
     }
@@ -341,12 +410,77 @@ mod tests {
             Some("ns"),
             "a",
             version_marker(None, Some("10")),
+            Some("h1".into()),
         );
         assert!(ledger.matches(&c));
         c.resource_version = Some("11".into());
         assert!(
             !ledger.matches(&c),
             "an edit by someone else moves the resourceVersion"
+        );
+    }
+
+    #[test]
+    fn a_fresh_apply_the_cache_has_not_shown_yet_is_awaited_briefly() {
+        let ledger = AppliedLedger::default();
+        let key = AppliedLedger::key("CronJob", Some("ns"), "p");
+        let mut cached = CachedChild {
+            kind: "CronJob".into(),
+            namespace: Some("ns".into()),
+            name: "p".into(),
+            labels: Default::default(),
+            annotations: Default::default(),
+            generation: Some(1),
+            resource_version: Some("7".into()),
+        };
+        assert!(
+            !ledger.awaiting_cache(&key, "h2", None),
+            "never applied: apply"
+        );
+        ledger.record(
+            "CronJob",
+            Some("ns"),
+            "p",
+            version_marker(Some(2), Some("9")),
+            Some("h2".into()),
+        );
+        assert!(
+            ledger.awaiting_cache(&key, "h2", None),
+            "not in the cache yet"
+        );
+        assert!(
+            ledger.awaiting_cache(&key, "h2", Some(&cached)),
+            "the cache still shows the previous generation"
+        );
+        assert!(
+            !ledger.awaiting_cache(&key, "h3", None),
+            "a different desired object is applied at once"
+        );
+        cached.generation = Some(2);
+        assert!(
+            !ledger.awaiting_cache(&key, "h2", Some(&cached)),
+            "the cache caught up: the usual checks decide"
+        );
+        if let Ok(mut m) = ledger.seen.lock()
+            && let Some(last) = m.get_mut(&key)
+        {
+            last.at = Instant::now() - CACHE_LAG_GRACE;
+        }
+        assert!(
+            !ledger.awaiting_cache(&key, "h2", None),
+            "past the grace the cache decides: a deleted child is created again"
+        );
+        let outcome = ApplyOutcome {
+            awaiting_cache: 1,
+            ..ApplyOutcome::default()
+        };
+        assert_eq!(
+            outcome.requeue_within(Duration::from_secs(300)),
+            CACHE_LAG_GRACE
+        );
+        assert_eq!(
+            ApplyOutcome::default().requeue_within(Duration::from_secs(300)),
+            Duration::from_secs(300)
         );
     }
 }

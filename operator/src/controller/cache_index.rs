@@ -16,7 +16,7 @@
 //! returns an object the cache no longer holds.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use kube::Resource;
 use kube::runtime::watcher;
@@ -24,21 +24,47 @@ use kube::runtime::watcher;
 /// An object's place in its cache: namespace (none when cluster-scoped) and name.
 pub type ObjectKey = (Option<String>, String);
 
+/// An object's place as one shared string, `namespace/name` (`/name` when cluster-scoped):
+/// neither part can hold a `/`. The index holds one per object, shared by both maps, since at
+/// tens of thousands of children its size counts against the operator's memory.
+type CompactKey = Arc<str>;
+
+fn compact((namespace, name): &ObjectKey) -> CompactKey {
+    format!("{}/{name}", namespace.as_deref().unwrap_or_default()).into()
+}
+
+fn expand(key: &str) -> ObjectKey {
+    let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+    (
+        (!namespace.is_empty()).then(|| namespace.to_string()),
+        name.to_string(),
+    )
+}
+
 #[derive(Default)]
 struct Entries {
     /// Index key → the objects it names.
-    by_key: HashMap<String, BTreeSet<ObjectKey>>,
+    by_key: HashMap<Arc<str>, BTreeSet<CompactKey>>,
     /// Object → its index keys, so a deletion or change finds the entries to drop.
-    keys_of: HashMap<ObjectKey, Vec<String>>,
+    keys_of: HashMap<CompactKey, Box<[Arc<str>]>>,
 }
 
 impl Entries {
-    fn insert(&mut self, object: ObjectKey, keys: Vec<String>) {
+    fn insert(&mut self, object: &ObjectKey, keys: Vec<String>) {
+        let object = compact(object);
         self.remove(&object);
         if keys.is_empty() {
             return;
         }
-        for k in &keys {
+        let keys: Box<[Arc<str>]> = keys
+            .into_iter()
+            .map(|k| match self.by_key.get_key_value(k.as_str()) {
+                // Share the key string with the other objects under it.
+                Some((shared, _)) => shared.clone(),
+                None => Arc::from(k),
+            })
+            .collect();
+        for k in keys.iter() {
             self.by_key
                 .entry(k.clone())
                 .or_default()
@@ -47,7 +73,7 @@ impl Entries {
         self.keys_of.insert(object, keys);
     }
 
-    fn remove(&mut self, object: &ObjectKey) {
+    fn remove(&mut self, object: &str) {
         for k in self.keys_of.remove(object).unwrap_or_default() {
             if let Some(objects) = self.by_key.get_mut(&k) {
                 objects.remove(object);
@@ -92,12 +118,12 @@ impl<K: Resource> CacheIndex<K> {
         // A poisoned lock means a reader panicked mid-read; the entries are still whole.
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         match event {
-            watcher::Event::Apply(o) => state.current.insert(object_key(o), (self.keys_of)(o)),
-            watcher::Event::Delete(o) => state.current.remove(&object_key(o)),
+            watcher::Event::Apply(o) => state.current.insert(&object_key(o), (self.keys_of)(o)),
+            watcher::Event::Delete(o) => state.current.remove(&compact(&object_key(o))),
             watcher::Event::Init => state.relist = Some(Entries::default()),
             watcher::Event::InitApply(o) => {
                 if let Some(relist) = state.relist.as_mut() {
-                    relist.insert(object_key(o), (self.keys_of)(o));
+                    relist.insert(&object_key(o), (self.keys_of)(o));
                 }
             }
             watcher::Event::InitDone => {
@@ -115,7 +141,7 @@ impl<K: Resource> CacheIndex<K> {
             .current
             .by_key
             .get(key)
-            .map(|objects| objects.iter().cloned().collect())
+            .map(|objects| objects.iter().map(|o| expand(o)).collect())
             .unwrap_or_default()
     }
 
@@ -206,6 +232,16 @@ mod tests {
         assert!(names(&index, "his").is_empty());
         assert_eq!(names(&index, "lis"), ["p2"]);
         assert_eq!(names(&index, "emr"), ["p1"]);
+    }
+
+    #[test]
+    fn compact_keys_round_trip() {
+        for key in [
+            (Some("ns".to_string()), "name".to_string()),
+            (None, "cluster-wide".to_string()),
+        ] {
+            assert_eq!(expand(&compact(&key)), key);
+        }
     }
 
     #[test]

@@ -31,6 +31,19 @@ use super::cache_index::CacheIndex;
 use super::fanout::Fanout;
 use crate::render::common::{MANAGED_BY, MANAGED_BY_VALUE};
 
+/// The annotation `kubectl apply` (client-side) keeps a whole copy of the object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops from an object's cached metadata what medplat never reads and what can be as large as
+/// the object itself: `managedFields`, and the copy `kubectl apply` keeps in an annotation
+/// (GitOps trees applied with client-side apply double every cached parent otherwise).
+pub fn trim_cached_metadata(meta: &mut kube::api::ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
 /// The label selector every child watch uses.
 pub fn managed_selector() -> String {
     format!("{MANAGED_BY}={MANAGED_BY_VALUE}")
@@ -178,9 +191,7 @@ where
     let indexer = owners.clone();
     let stream = watcher(api, watcher::Config::default().labels(&managed_selector()))
         .default_backoff()
-        .modify(|o: &mut PartialObjectMeta<K>| {
-            o.managed_fields_mut().clear();
-        })
+        .modify(|o: &mut PartialObjectMeta<K>| trim_cached_metadata(o.meta_mut()))
         .inspect(move |ev| indexer.observe(ev))
         .reflect_shared(writer)
         .for_each(move |ev| {
@@ -322,9 +333,7 @@ fn dynamic_child_kind(
     let tx = changes.clone();
     let drive = watcher(api, watcher::Config::default().labels(&managed_selector()))
         .default_backoff()
-        .modify(|o: &mut PartialObjectMeta<DynamicObject>| {
-            o.managed_fields_mut().clear();
-        })
+        .modify(|o: &mut PartialObjectMeta<DynamicObject>| trim_cached_metadata(o.meta_mut()))
         .reflect(writer)
         .touched_objects()
         .for_each(move |r| {
@@ -576,5 +585,35 @@ impl ChildStores {
             "ServiceMonitor" => self.service_monitors.owned_by(uid),
             _ => per_kind!(self, kind, |k| all(k, uid)).unwrap_or_default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::ObjectMeta;
+
+    #[test]
+    fn cached_metadata_loses_only_what_medplat_never_reads() {
+        let mut meta = ObjectMeta {
+            name: Some("p".into()),
+            annotations: Some(
+                [
+                    (LAST_APPLIED.to_string(), "{\"a whole\":\"copy\"}".to_string()),
+                    (crate::controller::apply::APPLIED_HASH.to_string(), "h".to_string()),
+                ]
+                .into(),
+            ),
+            managed_fields: Some(vec![Default::default()]),
+            ..Default::default()
+        };
+        trim_cached_metadata(&mut meta);
+        assert_eq!(meta.managed_fields, None);
+        let annotations = meta.annotations.unwrap_or_default();
+        assert!(!annotations.contains_key(LAST_APPLIED));
+        assert_eq!(
+            annotations.get(crate::controller::apply::APPLIED_HASH),
+            Some(&"h".to_string())
+        );
     }
 }

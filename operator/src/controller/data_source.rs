@@ -354,9 +354,11 @@ pub async fn reconcile(
         .write_if_changed(&api, ds, FIELD_MANAGER, seen.as_ref(), &status)
         .await?;
     // Secrets are not watched (least privilege), so a missing one is re-checked soon.
-    Ok(Action::requeue(if problems.is_empty() {
-        ctx.settings.resync
-    } else {
-        ctx.settings.resync.min(Duration::from_secs(30))
-    }))
+    Ok(Action::requeue(outcome_apply.requeue_within(
+        if problems.is_empty() {
+            ctx.settings.resync
+        } else {
+            ctx.settings.resync.min(Duration::from_secs(30))
+        },
+    )))
 }

@@ -357,7 +357,7 @@ pub async fn reconcile(
     ctx.statuses
         .write_if_changed(&api, pipeline, FIELD_MANAGER, status_seen.as_ref(), &status)
         .await?;
-    Ok(Action::requeue(ctx.settings.resync))
+    Ok(Action::requeue(applied.requeue_within(ctx.settings.resync)))
 }
 
 /// Leaves an audit trail of each access the policy engine refused (全程留痕): who (the

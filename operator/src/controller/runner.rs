@@ -17,7 +17,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::cache_index::CacheIndex;
-use super::children::ChildStores;
+use super::children::{ChildStores, trim_cached_metadata};
 use super::context::{Context, ParentStores, ParentsSynced, Settings};
 use super::error::Error;
 use super::fanout::Fanout;
@@ -95,7 +95,7 @@ where
     let indexer = index.clone();
     let watch = watcher(api, watcher::Config::default())
         .default_backoff()
-        .modify(|g: &mut DeserializeGuard<K>| g.managed_fields_mut().clear())
+        .modify(|g: &mut DeserializeGuard<K>| trim_cached_metadata(g.meta_mut()))
         .inspect(move |ev| indexer.observe(ev))
         .reflect_shared(writer)
         .for_each(move |event| {

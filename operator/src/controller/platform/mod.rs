@@ -191,7 +191,7 @@ pub async fn reconcile(
     if retry_evictions {
         wait = wait.min(EVICTION_RETRY);
     }
-    Ok(Action::requeue(wait))
+    Ok(Action::requeue(outcome.requeue_within(wait)))
 }
 
 /// A Platform not named `default` (only possible when the schema was bypassed): reported,
