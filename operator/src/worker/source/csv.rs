@@ -99,7 +99,12 @@ impl<R: Read> CsvRecords<R> {
     }
 
     fn record(&self, headers: &[String]) -> SourceItem {
-        let location = format!("{}:record {}", self.label, self.line());
+        let mut number = itoa::Buffer::new();
+        let number = number.format(self.line());
+        let mut location = String::with_capacity(self.label.len() + 8 + number.len());
+        location.push_str(&self.label);
+        location.push_str(":record ");
+        location.push_str(number);
         if self.row.len() != headers.len() {
             return SourceItem::Malformed {
                 location,
