@@ -289,12 +289,12 @@ mod tests {
 
         fn apply(&self, record: &mut Record) -> Outcome {
             let n = record.get("n").and_then(|v| v.as_u64()).unwrap_or(0);
-            if n % 7 == 0 {
+            if n.is_multiple_of(7) {
                 Outcome::Quarantine {
                     rule: "seven".into(),
                     reason: format!("{n} is a multiple of 7"),
                 }
-            } else if n % 11 == 0 {
+            } else if n.is_multiple_of(11) {
                 Outcome::Drop {
                     rule: "eleven".into(),
                 }
@@ -326,7 +326,7 @@ mod tests {
             if Some(i) == self.fail_at {
                 return Err(format!("source failed at {i}"));
             }
-            Ok(Some(if i % 13 == 0 {
+            Ok(Some(if i.is_multiple_of(13) {
                 Fed::Malformed {
                     location: format!("f:{i}"),
                     reason: "bad".into(),
