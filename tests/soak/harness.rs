@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::converge_timeout;
 use super::requests::{
-    by_operator, jobs_created_twice, peak_per_second, rate_since, writer_changes,
+    busiest_since, by_operator, jobs_created_twice, peak_per_second, rate_since, writer_changes,
     writes_outside_term,
 };
 
@@ -392,6 +392,7 @@ pub async fn run_scenario(base: &Baseline, scenario: Scenario) {
     tokio::time::sleep(settle).await;
     let log = sim.request_log();
     let quiet_rate = rate_since(&log, log_at_convergence, settle.as_secs_f64());
+    let quiet_busiest = busiest_since(&log, log_at_convergence, 8).join(", ");
     let after = snapshot(&sim);
     let drift = differences(&converged, &after, 10);
     assert!(
@@ -413,7 +414,7 @@ pub async fn run_scenario(base: &Baseline, scenario: Scenario) {
         .filter(|r| by_operator(r) && r.code >= 400)
         .count();
     eprintln!(
-        "{scenario:?} ({}): converged in {:.1}s (fault-free {:.1}s); {} requests, {failed} answered with an error; peak {} requests/s at {} (fault-free {}); {:.1} requests/s once converged",
+        "{scenario:?} ({}): converged in {:.1}s (fault-free {:.1}s); {} requests, {failed} answered with an error; peak {} requests/s at {} (fault-free {}); {:.1} requests/s once converged ({quiet_busiest})",
         size(),
         took.as_secs_f64(),
         base.took.as_secs_f64(),
@@ -446,7 +447,7 @@ pub async fn run_scenario(base: &Baseline, scenario: Scenario) {
     );
     assert!(
         quiet_rate < 50.0,
-        "{scenario:?}: {quiet_rate:.1} requests/s after converging"
+        "{scenario:?}: {quiet_rate:.1} requests/s after converging: {quiet_busiest}"
     );
     if scenario == Scenario::Replicas {
         let changes = writer_changes(&log);

@@ -41,6 +41,32 @@ pub fn rate_since(log: &[RequestRecord], from: usize, seconds: f64) -> f64 {
         / seconds.max(0.001)
 }
 
+/// medplat's requests from `from` on, counted by verb and resource, busiest first (at most
+/// `top`), e.g. `get secrets 212`: what an operator that should be quiet is still doing.
+pub fn busiest_since(log: &[RequestRecord], from: usize, top: usize) -> Vec<String> {
+    let mut per: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for r in log
+        .get(from..)
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| by_operator(r))
+    {
+        let resource = if r.subresource.is_empty() {
+            r.resource.clone()
+        } else {
+            format!("{}/{}", r.resource, r.subresource)
+        };
+        *per.entry((r.verb.clone(), resource)).or_insert(0) += 1;
+    }
+    let mut counted: Vec<_> = per.into_iter().collect();
+    counted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    counted
+        .into_iter()
+        .take(top)
+        .map(|((verb, resource), n)| format!("{verb} {resource} {n}"))
+        .collect()
+}
+
 /// Job names medplat created (201) more than once.
 pub fn jobs_created_twice(log: &[RequestRecord]) -> Vec<String> {
     let mut created: BTreeMap<String, usize> = BTreeMap::new();

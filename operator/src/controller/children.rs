@@ -27,6 +27,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use super::cache_index::CacheIndex;
 use super::fanout::Fanout;
 use crate::render::common::{MANAGED_BY, MANAGED_BY_VALUE};
 
@@ -98,6 +99,8 @@ impl<K: Clone + Send + Sync + 'static> Default for Deletions<K> {
 pub struct ChildKind<K: Resource<DynamicType = ()> + Clone + 'static> {
     /// The cache, keyed by namespace and name.
     pub store: Store<PartialObjectMeta<K>>,
+    /// The cache's children by owner uid, kept from the same watch.
+    owners: Arc<CacheIndex<PartialObjectMeta<K>>>,
     fanout: Fanout<PartialObjectMeta<K>>,
     deletions: Deletions<PartialObjectMeta<K>>,
 }
@@ -129,11 +132,13 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> ChildKind<K> {
         self.store.get(&key)
     }
 
-    /// Children labelled with this owner uid.
+    /// Children labelled with this owner uid: looked up in the owner index, and each checked
+    /// against the cache, which the index may briefly run ahead of or behind.
     pub fn owned_by(&self, uid: &str) -> Vec<Arc<PartialObjectMeta<K>>> {
-        self.store
-            .state()
+        self.owners
+            .lookup(uid)
             .into_iter()
+            .filter_map(|(ns, name)| self.get(ns.as_deref(), &name))
             .filter(|o| {
                 o.labels()
                     .get(crate::render::common::OWNER_UID)
@@ -142,6 +147,16 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> ChildKind<K> {
             })
             .collect()
     }
+}
+
+/// The owner-uid label of a child, its key in the owner index.
+fn owner_uid_of<K: Resource>(o: &K) -> Vec<String> {
+    o.meta()
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(crate::render::common::OWNER_UID).cloned())
+        .into_iter()
+        .collect()
 }
 
 /// How many events a shared stream buffers before its writer waits for slow subscribers.
@@ -159,11 +174,14 @@ where
     let (fanout, drain) = Fanout::new(writer.subscribe()?);
     let deletions = Deletions::new();
     let observer = deletions.clone();
+    let owners = Arc::new(CacheIndex::new(owner_uid_of::<PartialObjectMeta<K>>));
+    let indexer = owners.clone();
     let stream = watcher(api, watcher::Config::default().labels(&managed_selector()))
         .default_backoff()
         .modify(|o: &mut PartialObjectMeta<K>| {
             o.managed_fields_mut().clear();
         })
+        .inspect(move |ev| indexer.observe(ev))
         .reflect_shared(writer)
         .for_each(move |ev| {
             observer.observe(&ev);
@@ -177,6 +195,7 @@ where
     Some((
         ChildKind {
             store,
+            owners,
             fanout,
             deletions,
         },

@@ -108,6 +108,9 @@ pub struct ParentStores {
     pub policies: Store<kube::core::DeserializeGuard<AccessPolicy>>,
     /// Pipelines.
     pub pipelines: Store<kube::core::DeserializeGuard<Pipeline>>,
+    /// Pipelines by the DataSources they read (see [`super::triggers::source_key`]).
+    pub pipelines_by_source:
+        Arc<super::cache_index::CacheIndex<kube::core::DeserializeGuard<Pipeline>>>,
     /// Which of them have listed once.
     pub synced: ParentsSynced,
 }
@@ -126,6 +129,8 @@ pub struct Context {
     pub statuses: StatusLedger,
     /// Finished pipeline runs already read.
     pub finished_runs: FinishedRuns,
+    /// Referenced Secrets recently seen to exist.
+    pub secrets: super::secret_presence::SecretPresence,
     /// Metrics.
     pub metrics: Metrics,
     /// Event recorder.
@@ -166,6 +171,7 @@ impl Context {
             ledger: AppliedLedger::default(),
             statuses: StatusLedger::default(),
             finished_runs: FinishedRuns::default(),
+            secrets: Default::default(),
             metrics,
             settings,
             failures: Mutex::new(HashMap::new()),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
@@ -144,9 +144,21 @@ fn last_successful_read(
         k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
         Option<i64>,
     )> = None;
-    for g in ctx.parents.pipelines.state() {
+    let readers = ctx
+        .parents
+        .pipelines_by_source
+        .lookup(&super::triggers::source_key(ns, name));
+    for (_, pipeline) in readers {
+        let Some(g) = ctx
+            .parents
+            .pipelines
+            .get(&ObjectRef::new(&pipeline).within(ns))
+        else {
+            continue;
+        };
         let Ok(p) = &g.0 else { continue };
-        if p.namespace().as_deref() != Some(ns) || !p.spec.sources.iter().any(|s| s == name) {
+        // The index may run a step ahead of or behind the cache: ask the cached spec.
+        if !p.spec.sources.iter().any(|s| s == name) {
             continue;
         }
         let Some(run) = p.status.as_ref().and_then(|s| s.last_run.as_ref()) else {
@@ -203,12 +215,12 @@ pub async fn reconcile(
     };
     let mut problems = Vec::new();
     if let Some(cred) = &ds.spec.credentials {
-        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-        let found = secrets
-            .get_metadata_opt(&cred.secret_name)
+        let found = ctx
+            .secrets
+            .exists(&ctx.client, &ns, &cred.secret_name)
             .await
             .map_err(|e| Error::kube("get", format!("Secret {ns}/{}", cred.secret_name), e))?;
-        if found.is_none() {
+        if !found {
             problems.push((
                 "SecretNotFound",
                 format!(

@@ -6,6 +6,7 @@
 
 pub mod access_policy;
 pub mod apply;
+pub mod cache_index;
 pub mod children;
 pub mod context;
 pub mod data_source;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod platform;
 pub mod runner;
+pub mod secret_presence;
 pub mod status;
 pub mod status_write;
 pub mod storage_tier;

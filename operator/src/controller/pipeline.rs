@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
@@ -161,13 +161,13 @@ pub async fn reconcile(
     let decision = decide(pipeline, &refs.sources, &refs.tiers, &refs.policies, now);
     let mut missing_secrets = Vec::new();
     if let Some(r) = &resolved {
-        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
         for secret in r.secrets.keys() {
-            let found = secrets
-                .get_metadata_opt(secret)
+            let found = ctx
+                .secrets
+                .exists(&ctx.client, &ns, secret)
                 .await
                 .map_err(|e| Error::kube("get", format!("Secret {ns}/{secret}"), e))?;
-            if found.is_none() {
+            if !found {
                 missing_secrets.push(secret.clone());
             }
         }

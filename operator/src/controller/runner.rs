@@ -16,13 +16,14 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use super::cache_index::CacheIndex;
 use super::children::ChildStores;
 use super::context::{Context, ParentStores, ParentsSynced, Settings};
 use super::error::Error;
 use super::fanout::Fanout;
 use super::metrics::{Metrics, MetricsError};
 use super::platform::watches::PlatformWatches;
-use super::triggers::{in_namespace, pipelines_reading, spec_changes};
+use super::triggers::{in_namespace, pipelines_reading, sources_read_by, spec_changes};
 use super::{access_policy, data_source, pipeline, storage_tier};
 use crate::api::{AccessPolicy, DataSource, Pipeline, StorageTier};
 use crate::render::tier_claim::TIER_LABEL;
@@ -65,26 +66,37 @@ fn parent_config() -> kube::runtime::controller::Config {
     kube::runtime::controller::Config::default().concurrency(PARENT_CONCURRENCY)
 }
 
-/// A shared watch of a parent kind: its store, a subscription and the driver future.
+/// A shared watch of a parent kind: its store, an index of it, a subscription and the driver
+/// future.
 struct ParentWatch<K: Resource<DynamicType = ()> + Clone + 'static, D> {
     store: Store<DeserializeGuard<K>>,
+    index: Arc<CacheIndex<DeserializeGuard<K>>>,
     subscription: Fanout<DeserializeGuard<K>>,
     drive: D,
+}
+
+/// No index keys: for the parent kinds nobody looks up by reference.
+fn unindexed<K>(_: &K) -> Vec<String> {
+    Vec::new()
 }
 
 fn parent_watch<K>(
     api: Api<DeserializeGuard<K>>,
     name: &'static str,
     synced: ParentsSynced,
+    index_keys: fn(&DeserializeGuard<K>) -> Vec<String>,
 ) -> Result<ParentWatch<K, impl Future<Output = ()> + Send + 'static + use<K>>, OperatorError>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store_shared(BUFFER);
     let (fanout, drain) = Fanout::new(writer.subscribe().ok_or(OperatorError::Subscribe(name))?);
+    let index = Arc::new(CacheIndex::new(index_keys));
+    let indexer = index.clone();
     let watch = watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(|g: &mut DeserializeGuard<K>| g.managed_fields_mut().clear())
+        .inspect(move |ev| indexer.observe(ev))
         .reflect_shared(writer)
         .for_each(move |event| {
             if let Ok(watcher::Event::InitDone) = event {
@@ -97,6 +109,7 @@ where
     };
     Ok(ParentWatch {
         store,
+        index,
         subscription: fanout,
         drive,
     })
@@ -202,28 +215,38 @@ impl Operator {
         let ParentWatch {
             store: tiers,
             subscription: tiers_sub,
+            index: _,
             drive: drive_tiers,
-        } = parent_watch::<StorageTier>(Api::all(client.clone()), "StorageTier", synced.clone())?;
+        } = parent_watch::<StorageTier>(
+            Api::all(client.clone()),
+            "StorageTier",
+            synced.clone(),
+            unindexed,
+        )?;
         let ParentWatch {
             store: sources,
             subscription: sources_sub,
+            index: _,
             drive: drive_sources,
-        } = parent_watch::<DataSource>(sources_api, "DataSource", synced.clone())?;
+        } = parent_watch::<DataSource>(sources_api, "DataSource", synced.clone(), unindexed)?;
         let ParentWatch {
             store: policies,
             subscription: policies_sub,
+            index: _,
             drive: drive_policies,
-        } = parent_watch::<AccessPolicy>(policies_api, "AccessPolicy", synced.clone())?;
+        } = parent_watch::<AccessPolicy>(policies_api, "AccessPolicy", synced.clone(), unindexed)?;
         let ParentWatch {
             store: pipelines,
+            index: pipelines_by_source,
             subscription: pipelines_sub,
             drive: drive_pipelines,
-        } = parent_watch::<Pipeline>(pipelines_api, "Pipeline", synced.clone())?;
+        } = parent_watch::<Pipeline>(pipelines_api, "Pipeline", synced.clone(), sources_read_by)?;
         let parents = ParentStores {
             tiers: tiers.clone(),
             sources: sources.clone(),
             policies: policies.clone(),
             pipelines: pipelines.clone(),
+            pipelines_by_source,
             synced,
         };
         let ctx = Arc::new(Context::new(
@@ -357,8 +380,8 @@ impl Operator {
         };
 
         let pipeline_controller = {
-            let (by_source, by_policy, by_tier) =
-                (pipelines.clone(), pipelines.clone(), pipelines.clone());
+            let by_source = ctx.parents.pipelines_by_source.clone();
+            let (by_policy, by_tier) = (pipelines.clone(), pipelines.clone());
             Controller::for_shared_stream(
                 with_existing(pipelines_sub, &pipelines),
                 pipelines.clone(),

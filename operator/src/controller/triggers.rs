@@ -15,6 +15,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
+use super::cache_index::CacheIndex;
 use crate::api::{DataSource, Pipeline};
 
 /// What identifies one spec of one object: its uid and generation.
@@ -37,23 +38,44 @@ where
     })
 }
 
-/// The Pipelines of `source`'s namespace that read it.
+/// The index key of DataSource `name` in `namespace`, under which the Pipelines reading it
+/// are found.
+pub fn source_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+/// The index key under which a namespace's unreadable Pipelines sit: they cannot say what they
+/// read, so every change of a source of their namespace wakes them. (`*` is no valid name.)
+fn unreadable_key(namespace: &str) -> String {
+    source_key(namespace, "*")
+}
+
+/// The index keys of a Pipeline: one per DataSource it reads (see [`source_key`]).
+pub fn sources_read_by(pipeline: &DeserializeGuard<Pipeline>) -> Vec<String> {
+    let ns = pipeline.namespace().unwrap_or_default();
+    match &pipeline.0 {
+        Ok(p) => p.spec.sources.iter().map(|s| source_key(&ns, s)).collect(),
+        Err(_) => vec![unreadable_key(&ns)],
+    }
+}
+
+/// The Pipelines of `source`'s namespace that read it (and the namespace's unreadable ones).
 pub fn pipelines_reading(
-    pipelines: &Store<DeserializeGuard<Pipeline>>,
+    by_source: &CacheIndex<DeserializeGuard<Pipeline>>,
     source: &DeserializeGuard<DataSource>,
 ) -> Vec<ObjectRef<DeserializeGuard<Pipeline>>> {
-    let ns = source.namespace();
-    let name = source.name_any();
-    pipelines
-        .state()
-        .iter()
-        .filter(|p| p.namespace() == ns)
-        .filter(|p| {
-            p.0.as_ref()
-                // A pipeline that does not deserialize cannot say what it reads: wake it.
-                .map_or(true, |p| p.spec.sources.contains(&name))
+    let ns = source.namespace().unwrap_or_default();
+    let mut found = by_source.lookup(&source_key(&ns, &source.name_any()));
+    found.extend(by_source.lookup(&unreadable_key(&ns)));
+    found
+        .into_iter()
+        .map(|(namespace, name)| {
+            let r = ObjectRef::new(&name);
+            match namespace {
+                Some(ns) => r.within(&ns),
+                None => r,
+            }
         })
-        .map(|p| ObjectRef::from_obj(p.as_ref()))
         .collect()
 }
 
