@@ -25,6 +25,10 @@ use medplat::worker::engine::{self, RunOptions};
 use medplat::worker::identifiers::resident_id_check_char;
 use medplat::worker::local::resolve_from_manifests;
 
+/// The allocator of the `medplat` binary, so the pipeline is measured as it runs in a Job.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Fhir,
@@ -227,6 +231,13 @@ fn setup(kind: Kind, n: u64) -> Setup {
     }
 }
 
+/// Worker threads: `MEDPLAT_WORKER_THREADS` as the worker reads it, else the engine's default.
+fn threads() -> Option<std::num::NonZeroUsize> {
+    std::env::var("MEDPLAT_WORKER_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+}
+
 fn run_pipeline(s: &Setup, rt: &tokio::runtime::Runtime) -> u64 {
     let report = engine::run(
         &s.doc,
@@ -236,6 +247,7 @@ fn run_pipeline(s: &Setup, rt: &tokio::runtime::Runtime) -> u64 {
             audit: Arc::new(AuditEmitter::to_writer(Box::new(std::io::sink()))),
             runtime: rt.handle().clone(),
             object_store_override: None,
+            parallelism: threads(),
         },
     );
     assert!(report.error.is_none(), "{:?}", report.error);

@@ -48,6 +48,7 @@ fn run(rt: &tokio::runtime::Runtime, doc: &ResolvedPipeline) -> RunReport {
             audit: Arc::new(AuditEmitter::to_writer(Box::new(Captured::default()))),
             runtime: rt.handle().clone(),
             object_store_override: None,
+            parallelism: None,
         },
     )
 }

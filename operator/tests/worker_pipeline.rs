@@ -66,6 +66,15 @@ impl Harness {
         doc: &ResolvedPipeline,
         store: Option<Arc<dyn object_store::ObjectStore>>,
     ) -> RunReport {
+        self.run_threads(doc, store, None)
+    }
+
+    fn run_threads(
+        &self,
+        doc: &ResolvedPipeline,
+        store: Option<Arc<dyn object_store::ObjectStore>>,
+        threads: Option<usize>,
+    ) -> RunReport {
         engine::run(
             doc,
             &RunOptions {
@@ -74,6 +83,7 @@ impl Harness {
                 audit: Arc::new(AuditEmitter::to_writer(Box::new(self.audit.clone()))),
                 runtime: self.rt.handle().clone(),
                 object_store_override: store,
+                parallelism: threads.and_then(std::num::NonZeroUsize::new),
             },
         )
     }
@@ -153,15 +163,16 @@ fn worker_examples_run_locally_deterministically_and_leave_no_identifier() {
             "{pipeline}: every record is accounted for"
         );
         let files_a = data_files(&first.path().join(dataset));
-        // A rerun over the same input and keys, and a run on a fresh copy, give the same bytes.
-        let rerun = h.run(&example_doc(pipeline, first.path()), None);
+        // A rerun over the same input and keys, and a run on a fresh copy, give the same bytes,
+        // whatever the number of threads applying the steps.
+        let rerun = h.run_threads(&example_doc(pipeline, first.path()), None, Some(1));
         assert!(rerun.error.is_none());
         assert_eq!(
             data_files(&first.path().join(dataset)),
             files_a,
             "{pipeline}: rerun"
         );
-        let fresh = h.run(&example_doc(pipeline, second.path()), None);
+        let fresh = h.run_threads(&example_doc(pipeline, second.path()), None, Some(3));
         assert!(fresh.error.is_none());
         assert_eq!(
             data_files(&second.path().join(dataset)),

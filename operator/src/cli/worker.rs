@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// The run id (defaults to the start time and random bits).
     #[arg(long)]
     pub run_id: Option<String>,
+    /// Threads applying the per-record steps (defaults to the CPUs the container may use, its
+    /// CPU limit included). Output is the same for any number.
+    #[arg(long, env = "MEDPLAT_WORKER_THREADS")]
+    pub threads: Option<std::num::NonZeroUsize>,
 }
 
 /// What can go wrong before a run starts.
@@ -185,6 +189,7 @@ fn run_pipeline(a: &RunArgs) -> Result<ExitCode, WorkerCliError> {
         audit: Arc::new(AuditEmitter::stdout()),
         runtime: rt.handle().clone(),
         object_store_override: None,
+        parallelism: a.threads,
     };
     let report = engine::run(&doc, &opts);
     eprint!("{}", report.summary.human());

@@ -57,13 +57,19 @@ pub fn key_bytes(secret: &SecretValue) -> Vec<u8> {
 
 /// Lower-case hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
+    push_hex(bytes, &mut s);
     s
+}
+
+/// Appends the lower-case hex of bytes to `out`.
+pub fn push_hex(bytes: &[u8], out: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
 }
 
 fn decode_hex(t: &str) -> Option<Vec<u8>> {
@@ -131,6 +137,11 @@ impl KeyedHash {
     /// The tag of `data` as 64 lower-case hex digits.
     pub fn hex_tag(&self, data: &[u8]) -> String {
         hex(&self.tag(data))
+    }
+
+    /// Appends the tag of `data` as 64 lower-case hex digits to `out`.
+    pub fn push_hex_tag(&self, data: &[u8], out: &mut String) {
+        push_hex(&self.tag(data), out);
     }
 
     /// A number in `-max..=max` derived from `data`: the same data always gives the same one.

@@ -71,32 +71,49 @@ impl DateValue {
     /// Writes the value back in its original style.
     pub fn render(&self) -> String {
         let d = self.date;
-        match self.style {
-            DateStyle::Iso => format!(
-                "{:04}-{:02}-{:02}{}",
+        let sep = match self.style {
+            DateStyle::Iso => "-",
+            DateStyle::Compact => "",
+        };
+        let Ok(year) = u16::try_from(d.year()) else {
+            // Years before 1 BCE (only reachable by shifting year 0000 back) keep the sign.
+            return format!(
+                "{:04}{sep}{:02}{sep}{:02}{}",
                 d.year(),
                 d.month(),
                 d.day(),
                 self.rest
-            ),
-            DateStyle::Compact => {
-                format!("{:04}{:02}{:02}{}", d.year(), d.month(), d.day(), self.rest)
-            }
-        }
+            );
+        };
+        // By hand rather than format!: this runs for every shifted date of every record.
+        let mut out = String::with_capacity(10 + self.rest.len());
+        push_digits(&mut out, year, 4);
+        out.push_str(sep);
+        push_digits(&mut out, d.month().unsigned_abs().into(), 2);
+        out.push_str(sep);
+        push_digits(&mut out, d.day().unsigned_abs().into(), 2);
+        out.push_str(&self.rest);
+        out
     }
 
     /// The same value moved by whole days; `None` if that leaves the calendar.
-    pub fn shifted(&self, days: i64) -> Option<DateValue> {
+    pub fn shifted(self, days: i64) -> Option<DateValue> {
         let date = self
             .date
             .checked_add(jiff::Span::new().try_days(days).ok()?)
             .ok()?;
-        Some(DateValue {
-            date,
-            style: self.style,
-            rest: self.rest.clone(),
-        })
+        Some(DateValue { date, ..self })
     }
+}
+
+/// Appends `n` as decimal, zero-padded to `width` digits (wider numbers are written in full).
+fn push_digits(out: &mut String, n: u16, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(n);
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    out.push_str(digits);
 }
 
 /// Whole years from `birth` to `on` (the age on that day).
@@ -150,6 +167,11 @@ mod tests {
                 .render(),
             "20260228"
         );
+        for edge in ["0001-01-01", "99991231", "0000-01-01"] {
+            assert_eq!(DateValue::parse(edge).unwrap().render(), edge);
+        }
+        let start = DateValue::parse("0000-01-01T00:00").unwrap();
+        assert_eq!(start.shifted(-1).unwrap().render(), "-001-12-31T00:00");
     }
 
     #[test]

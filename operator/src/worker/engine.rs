@@ -5,6 +5,7 @@
 //! atomic step at the very end, with the checkpoint inside the committed manifest. Any failure
 //! before the commit leaves the previous version untouched.
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,14 +14,15 @@ use serde::Serialize;
 
 use super::enforce;
 use super::manifest::{Counts, KeyVersion, MANIFEST_KIND, RunManifest, SourceRead, WriteMode};
+use super::parallel::{self, Fed, Processed, Verdict};
 use super::record::Record;
 use super::secrets::{SecretError, SecretStore};
 use super::sink::{self, NdjsonWriter, SinkError};
 use super::source::files::FileSource;
 use super::source::{RecordSource, SourceError, SourceItem, fhir_rest, postgres};
 use super::steps::{
-    self, BarrierError, BarrierRun, CompileContext, CompiledStep, Dictionary, Outcome, RecordStep,
-    Replay, StepError,
+    self, BarrierError, BarrierRun, CompileContext, CompiledStep, Dictionary, RecordStep, Replay,
+    StepError,
 };
 use super::store::{DatasetStore, ObjectStoreDataset, StoreError, VolumeStore};
 use super::summary::{RunOutcome, RunSummary};
@@ -42,6 +44,9 @@ pub struct RunOptions {
     pub runtime: tokio::runtime::Handle,
     /// Use this store for object-store tiers instead of connecting to their endpoint (tests).
     pub object_store_override: Option<Arc<dyn object_store::ObjectStore>>,
+    /// Threads applying the per-record steps; `None` means the CPUs this process may use.
+    /// One runs everything on the calling thread. Output is the same for any number.
+    pub parallelism: Option<NonZeroUsize>,
 }
 
 /// Why a run failed.
@@ -76,6 +81,9 @@ pub enum RunError {
     /// The document names something it does not contain.
     #[error("resolved pipeline document: {0}")]
     Document(String),
+    /// A worker thread failed (it could not serialise a record, or it panicked).
+    #[error("worker thread: {0}")]
+    Worker(String),
     /// The audit trail could not be written; no data moves unaudited.
     #[error("cannot write the audit trail")]
     Audit(#[source] std::io::Error),
@@ -457,6 +465,162 @@ struct RunState {
     staging: Option<PathBuf>,
 }
 
+/// Both ends of one segment: the input (sources or a barrier's replay) and where kept,
+/// quarantined and dropped records go.
+struct Flow<'a, 'b> {
+    input: &'a mut Input,
+    sources: &'a mut [OpenSource],
+    source_index: &'a mut usize,
+    auditor: &'a Auditor<'b>,
+    counts: &'a mut Counts,
+    steps: &'a [&'b dyn RecordStep],
+    barrier: Option<&'a mut Box<dyn BarrierRun>>,
+    output: &'a mut dyn sink::OutputWriter,
+    quarantine: &'a mut Quarantine,
+    out_count: &'a mut u64,
+}
+
+impl parallel::Ends for Flow<'_, '_> {
+    type Error = RunError;
+
+    fn next(&mut self) -> Result<Option<Fed>, RunError> {
+        let sources = match &mut *self.input {
+            Input::Replay(r) => return Ok(r.next_record()?.map(|(r, l)| Fed::Record(r, l))),
+            Input::Sources => &mut *self.sources,
+        };
+        loop {
+            let Some(src) = sources.get_mut(*self.source_index) else {
+                return Ok(None);
+            };
+            let result = match src.reader.next_item() {
+                None => AuditResult::Success,
+                Some(Err(e)) => {
+                    self.auditor.emit(
+                        AuditAction::Read,
+                        "DataSource",
+                        &src.name,
+                        Some(src.reader.describe()),
+                        src.level,
+                        AuditResult::Failure,
+                        Some(src.records),
+                        Some(e.to_string()),
+                    )?;
+                    return Err(e.into());
+                }
+                Some(Ok(item)) => {
+                    src.records += 1;
+                    self.counts.records_in += 1;
+                    return Ok(Some(match item {
+                        SourceItem::Record { record, location } => {
+                            Fed::Record(record, source_location(&src.name, &location))
+                        }
+                        SourceItem::Malformed {
+                            location,
+                            reason,
+                            raw,
+                        } => Fed::Malformed {
+                            location: source_location(&src.name, &location),
+                            reason,
+                            raw,
+                        },
+                    }));
+                }
+            };
+            self.auditor.emit(
+                AuditAction::Read,
+                "DataSource",
+                &src.name,
+                Some(src.reader.describe()),
+                src.level,
+                result,
+                Some(src.records),
+                None,
+            )?;
+            *self.source_index += 1;
+        }
+    }
+
+    fn settle(&mut self, item: Processed) -> Result<(), RunError> {
+        let (record, location, verdict) = match item {
+            Processed::Malformed {
+                location,
+                reason,
+                raw,
+            } => {
+                return self.quarantine.put(
+                    &location,
+                    "read",
+                    "well-formed",
+                    &reason,
+                    None,
+                    Some(&raw),
+                );
+            }
+            Processed::Record {
+                record,
+                location,
+                verdict,
+            } => (record, location, verdict),
+        };
+        match verdict {
+            Verdict::Keep => match self.barrier.as_mut() {
+                Some(b) => b.push(&record, &location)?,
+                None => {
+                    self.output.write(&record)?;
+                    *self.out_count += 1;
+                }
+            },
+            Verdict::Quarantine { step, rule, reason } => {
+                let Some(step) = self.steps.get(step) else {
+                    return Err(RunError::Document(format!("no step {step} in the segment")));
+                };
+                if step.fails_run() {
+                    return Err(StepError::RecordFailed {
+                        step: step.name().into(),
+                        rule,
+                        location,
+                        reason,
+                    }
+                    .into());
+                }
+                self.quarantine
+                    .put(&location, step.name(), &rule, &reason, Some(&record), None)?;
+            }
+            Verdict::Drop => self.counts.dropped += 1,
+        }
+        Ok(())
+    }
+
+    fn lines(&mut self, bytes: &[u8], count: u64) -> Result<(), RunError> {
+        if count == 0 {
+            return Ok(());
+        }
+        match self.output.as_lines() {
+            Some(w) => w.write_lines(bytes, count)?,
+            None => {
+                return Err(RunError::Document(
+                    "serialised lines for a sink that is not NDJSON".into(),
+                ));
+            }
+        }
+        *self.out_count += count;
+        Ok(())
+    }
+
+    fn worker_failed(&self, message: String) -> RunError {
+        RunError::Worker(message)
+    }
+}
+
+/// `<source>: <location>`, the location quarantine entries and errors show.
+fn source_location(source: &str, location: &str) -> String {
+    let mut s = String::with_capacity(source.len() + 2 + location.len());
+    s.push_str(source);
+    s.push_str(": ");
+    s.push_str(location);
+    s
+}
+
 fn run_inner(
     doc: &ResolvedPipeline,
     opts: &RunOptions,
@@ -599,6 +763,9 @@ fn run_inner(
 
     // 6. Stream records through the segments.
     let segs = segments(&compiled);
+    let workers = opts
+        .parallelism
+        .map_or_else(parallel::default_workers, NonZeroUsize::get);
     let mut input = Input::Sources;
     let mut source_index = 0usize;
     let mut out_count = 0u64;
@@ -612,110 +779,24 @@ fn run_inner(
             }
             _ => None,
         };
-        loop {
-            let next: Option<(Record, String)> = match &mut input {
-                Input::Replay(r) => r.next_record()?,
-                Input::Sources => loop {
-                    let Some(src) = sources.get_mut(source_index) else {
-                        break None;
-                    };
-                    match src.reader.next_item() {
-                        None => {
-                            auditor.emit(
-                                AuditAction::Read,
-                                "DataSource",
-                                &src.name,
-                                Some(src.reader.describe()),
-                                src.level,
-                                AuditResult::Success,
-                                Some(src.records),
-                                None,
-                            )?;
-                            source_index += 1;
-                        }
-                        Some(Err(e)) => {
-                            auditor.emit(
-                                AuditAction::Read,
-                                "DataSource",
-                                &src.name,
-                                Some(src.reader.describe()),
-                                src.level,
-                                AuditResult::Failure,
-                                Some(src.records),
-                                Some(e.to_string()),
-                            )?;
-                            return Err(e.into());
-                        }
-                        Some(Ok(SourceItem::Record { record, location })) => {
-                            src.records += 1;
-                            state.counts.records_in += 1;
-                            break Some((record, format!("{}: {location}", src.name)));
-                        }
-                        Some(Ok(SourceItem::Malformed {
-                            location,
-                            reason,
-                            raw,
-                        })) => {
-                            src.records += 1;
-                            state.counts.records_in += 1;
-                            let loc = format!("{}: {location}", src.name);
-                            quarantine.put(
-                                &loc,
-                                "read",
-                                "well-formed",
-                                &reason,
-                                None,
-                                Some(&raw),
-                            )?;
-                        }
-                    }
-                },
-            };
-            let Some((mut record, location)) = next else {
-                break;
-            };
-            let mut kept = true;
-            for step in &seg.steps {
-                match step.apply(&mut record) {
-                    Outcome::Keep => {}
-                    Outcome::Quarantine { rule, reason } => {
-                        if step.fails_run() {
-                            return Err(StepError::RecordFailed {
-                                step: step.name().into(),
-                                rule,
-                                location,
-                                reason,
-                            }
-                            .into());
-                        }
-                        quarantine.put(
-                            &location,
-                            step.name(),
-                            &rule,
-                            &reason,
-                            Some(&record),
-                            None,
-                        )?;
-                        kept = false;
-                        break;
-                    }
-                    Outcome::Drop { .. } => {
-                        state.counts.dropped += 1;
-                        kept = false;
-                        break;
-                    }
-                }
-            }
-            if !kept {
-                continue;
-            }
-            match barrier.as_mut() {
-                Some(b) => b.push(&record, &location)?,
-                None => {
-                    output_writer.write(&record)?;
-                    out_count += 1;
-                }
-            }
+        // Kept records are serialised on the workers when they go straight to an NDJSON file.
+        let serialise = barrier.is_none() && output_writer.as_lines().is_some();
+        let mut flow = Flow {
+            input: &mut input,
+            sources: &mut sources,
+            source_index: &mut source_index,
+            auditor: &auditor,
+            counts: &mut state.counts,
+            steps: &seg.steps,
+            barrier: barrier.as_mut(),
+            output: output_writer.as_mut(),
+            quarantine: &mut quarantine,
+            out_count: &mut out_count,
+        };
+        if workers > 1 {
+            parallel::run_parallel(&mut flow, &seg.steps, serialise, workers)?;
+        } else {
+            parallel::run_serial(&mut flow, &seg.steps)?;
         }
         if let Input::Replay(r) = &input {
             account_removed(seg_index, &segs, r.removed(), &mut state.counts);

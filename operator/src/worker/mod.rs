@@ -14,6 +14,7 @@ pub mod identifiers;
 pub mod local;
 pub mod manifest;
 pub mod mllp;
+pub mod parallel;
 pub mod record;
 pub mod secrets;
 pub mod sink;

@@ -102,6 +102,11 @@ pub trait OutputWriter {
     fn write(&mut self, record: &Record) -> Result<(), SinkError>;
     /// Finishes, flushes and syncs every file; returns them in order.
     fn finish(self: Box<Self>) -> Result<Vec<WrittenFile>, SinkError>;
+    /// The NDJSON writer behind this one, which also takes lines serialised elsewhere (by the
+    /// engine's parallel workers); `None` for formats that need the records themselves.
+    fn as_lines(&mut self) -> Option<&mut NdjsonWriter> {
+        None
+    }
 }
 
 /// The file name of part `n` in a format.
@@ -187,23 +192,36 @@ impl NdjsonWriter {
         }
     }
 
+    /// The open file, created on first use.
+    fn out(&mut self) -> Result<&mut BufWriter<HashingWriter<File>>, SinkError> {
+        let out = match self.out.take() {
+            Some(out) => out,
+            None => BufWriter::with_capacity(256 * 1024, HashingWriter::new(create(&self.path)?)),
+        };
+        Ok(self.out.insert(out))
+    }
+
     /// Writes any serialisable value as one line (quarantine entries).
     pub fn write_value<T: Serialize>(&mut self, value: &T) -> Result<(), SinkError> {
-        if self.out.is_none() {
-            let file = create(&self.path)?;
-            self.out = Some(BufWriter::with_capacity(
-                256 * 1024,
-                HashingWriter::new(file),
-            ));
-        }
-        let path = &self.path;
-        let Some(out) = self.out.as_mut() else {
-            return Ok(());
-        };
-        serde_json::to_writer(&mut *out, value)
-            .map_err(|e| io_err(path)(std::io::Error::other(e)))?;
-        out.write_all(b"\n").map_err(io_err(path))?;
+        let out = self.out()?;
+        let written = serde_json::to_writer(&mut *out, value)
+            .map_err(std::io::Error::other)
+            .and_then(|()| out.write_all(b"\n"));
+        written.map_err(io_err(&self.path))?;
         self.records += 1;
+        Ok(())
+    }
+
+    /// Writes lines already serialised the way [`NdjsonWriter::write_value`] would (each one
+    /// compact JSON ending in a newline); `lines` is how many there are.
+    pub fn write_lines(&mut self, bytes: &[u8], lines: u64) -> Result<(), SinkError> {
+        if lines == 0 {
+            return Ok(());
+        }
+        let out = self.out()?;
+        let written = out.write_all(bytes);
+        written.map_err(io_err(&self.path))?;
+        self.records += lines;
         Ok(())
     }
 
@@ -223,6 +241,10 @@ impl OutputWriter for NdjsonWriter {
 
     fn finish(self: Box<Self>) -> Result<Vec<WrittenFile>, SinkError> {
         Ok((*self).finish_file()?.into_iter().collect())
+    }
+
+    fn as_lines(&mut self) -> Option<&mut NdjsonWriter> {
+        Some(self)
     }
 }
 

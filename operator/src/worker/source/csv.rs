@@ -99,7 +99,12 @@ impl<R: Read> CsvRecords<R> {
     }
 
     fn record(&self, headers: &[String]) -> SourceItem {
-        let location = format!("{}:record {}", self.label, self.line());
+        let mut number = itoa::Buffer::new();
+        let number = number.format(self.line());
+        let mut location = String::with_capacity(self.label.len() + 8 + number.len());
+        location.push_str(&self.label);
+        location.push_str(":record ");
+        location.push_str(number);
         if self.row.len() != headers.len() {
             return SourceItem::Malformed {
                 location,
@@ -111,12 +116,10 @@ impl<R: Read> CsvRecords<R> {
                 raw: self.raw_row(),
             };
         }
-        let mut record = Record::new();
+        let mut fields = Vec::with_capacity(headers.len());
         for (i, (name, bytes)) in headers.iter().zip(self.row.iter()).enumerate() {
             match charset::decode(bytes, self.charset) {
-                Some(text) => {
-                    record.insert(name.clone(), Value::String(text.into_owned()));
-                }
+                Some(text) => fields.push((name.clone(), Value::String(text.into_owned()))),
                 None => {
                     return SourceItem::Malformed {
                         location,
@@ -130,6 +133,9 @@ impl<R: Read> CsvRecords<R> {
                 }
             }
         }
+        // Built in one go from the collected fields (sorted, then laid out once) rather than
+        // by one search-and-insert per field; header names are unique.
+        let record: Record = fields.into_iter().collect();
         SourceItem::Record { record, location }
     }
 }

@@ -8,6 +8,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+/// The hasher of the per-field lookups (one or two per field of every record, where SipHash
+/// showed in profiles). The tables are fixed when the step compiles and record field names are
+/// only looked up, never inserted, so hash flooding cannot grow them; the seed is random anyway.
+type FastHash = foldhash::fast::RandomState;
+
 use serde_json::{Map, Number, Value};
 
 use super::{CompileContext, Outcome, RecordStep, StepError};
@@ -59,9 +64,9 @@ pub struct Deidentify {
     name: String,
     actions: Vec<(String, Action)>,
     /// Path → index into `actions` of the first rule that decides it.
-    decided: HashMap<String, usize>,
+    decided: HashMap<String, usize, FastHash>,
     /// Every proper prefix of a decided path: where the walk must descend.
-    prefixes: HashSet<String>,
+    prefixes: HashSet<String, FastHash>,
     unmatched: Unmatched,
     on_error: OnError,
     as_of: jiff::civil::Date,
@@ -221,7 +226,7 @@ impl Deidentify {
         // rules match the dictionary's paths of that class or category.
         let mut candidates: HashSet<String> = ctx.dictionary.paths().cloned().collect();
         candidates.extend(spec.rules.iter().filter_map(|r| r.field.clone()));
-        let mut decided = HashMap::new();
+        let mut decided = HashMap::with_hasher(FastHash::default());
         for path in candidates {
             let entry = ctx.dictionary.get(&path);
             let first = spec.rules.iter().position(|r| {
@@ -233,7 +238,7 @@ impl Deidentify {
                 decided.insert(path, i);
             }
         }
-        let mut prefixes = HashSet::new();
+        let mut prefixes = HashSet::with_hasher(FastHash::default());
         for path in decided.keys() {
             let mut p = path.as_str();
             while let Some((head, _)) = p.rsplit_once('.') {
@@ -319,7 +324,8 @@ fn age_band(age: i64, width: u32) -> String {
 
 struct Walk<'a> {
     step: &'a Deidentify,
-    patients: &'a HashMap<&'a str, Option<String>>,
+    /// The patient id of each dateShift patient field, read before any rule ran.
+    patients: &'a [(&'a str, Option<String>)],
     error: Option<(String, String)>,
 }
 
@@ -354,16 +360,19 @@ impl Walk<'_> {
                 h,
                 reference_id_only,
             } => each_scalar(v, &mut |s| {
-                let text = record::text(s).unwrap_or_default().into_owned();
-                let hashed = match text.split_once('/') {
+                let text = record::text(s).unwrap_or_default();
+                let mut hashed = String::with_capacity(text.len().min(64) + 64);
+                match text.split_once('/') {
                     Some((kind, id))
                         if *reference_id_only
                             && kind.chars().next().is_some_and(|c| c.is_ascii_uppercase()) =>
                     {
-                        format!("{kind}/{}", h.hex_tag(id.as_bytes()))
+                        hashed.push_str(kind);
+                        hashed.push('/');
+                        h.push_hex_tag(id.as_bytes(), &mut hashed);
                     }
-                    _ => h.hex_tag(text.as_bytes()),
-                };
+                    _ => h.push_hex_tag(text.as_bytes(), &mut hashed),
+                }
                 *s = Value::String(hashed);
                 Ok(())
             }),
@@ -377,7 +386,12 @@ impl Walk<'_> {
                 max_days,
                 patient_field,
             } => {
-                let Some(Some(patient)) = self.patients.get(patient_field.as_str()) else {
+                let patient = self
+                    .patients
+                    .iter()
+                    .find(|(f, _)| *f == patient_field.as_str())
+                    .and_then(|(_, p)| p.as_ref());
+                let Some(patient) = patient else {
                     self.error = Some((
                         label.clone(),
                         format!(
@@ -527,7 +541,7 @@ impl RecordStep for Deidentify {
 
     fn apply(&self, rec: &mut Record) -> Outcome {
         // dateShift reads patient ids before any rule can hash or remove them.
-        let patients: HashMap<&str, Option<String>> = self
+        let patients: Vec<(&str, Option<String>)> = self
             .patient_fields
             .iter()
             .map(|f| (f.as_str(), record::get(rec, f).and_then(patient_key)))
