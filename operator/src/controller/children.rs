@@ -599,8 +599,14 @@ mod tests {
             name: Some("p".into()),
             annotations: Some(
                 [
-                    (LAST_APPLIED.to_string(), "{\"a whole\":\"copy\"}".to_string()),
-                    (crate::controller::apply::APPLIED_HASH.to_string(), "h".to_string()),
+                    (
+                        LAST_APPLIED.to_string(),
+                        "{\"a whole\":\"copy\"}".to_string(),
+                    ),
+                    (
+                        crate::controller::apply::APPLIED_HASH.to_string(),
+                        "h".to_string(),
+                    ),
                 ]
                 .into(),
             ),
