@@ -25,10 +25,6 @@ use medplat::worker::engine::{self, RunOptions};
 use medplat::worker::identifiers::resident_id_check_char;
 use medplat::worker::local::resolve_from_manifests;
 
-/// The allocator of the `medplat` binary, so the pipeline is measured as it runs in a Job.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Fhir,

@@ -4,11 +4,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc instead of the system allocator: the worker allocates and frees a few dozen small
-/// strings per record, often on another thread than the one that allocated them (the parallel
-/// per-record stage), where glibc's arenas showed up in profiles.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The system allocator, on purpose: mimalloc made the worker about a sixth faster but raised
+// the operator's peak RSS at 5,000 Pipelines from 204 to 226 MiB (over its 200 MiB budget),
+// and one binary has one global allocator (bench/RESULTS.md).
 
 fn main() -> ExitCode {
     medplat::cli::run(medplat::cli::Cli::parse())

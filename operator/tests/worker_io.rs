@@ -1,9 +1,10 @@
 //! The worker against real components on loopback: PostgreSQL (full load, incremental load,
-//! resume after a failure), a FHIR REST server with paging (an in-test HTTP server), and the
+//! resume after a failure, a connection cut mid-stream), a FHIR REST server with paging (an in-test HTTP server), and the
 //! HL7 v2 MLLP listener (ACKs, garbage, half-open connections, over-long and truncated frames).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -247,6 +248,141 @@ fn worker_postgres_full_incremental_and_resume_after_failure() {
         .map(|r| r["patient_id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids, (1..=9).map(|i| format!("P{i}")).collect::<Vec<_>>());
+
+    drop(client);
+    rt.block_on(async {
+        root.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .await
+            .unwrap();
+    });
+}
+
+/// A loopback TCP proxy to `127.0.0.1:target`. While `cut_after` is above zero, a connection
+/// is cut (both sockets dropped, as when a database host goes away) once that many bytes have
+/// come back from the server; at zero it only forwards.
+async fn cutting_proxy(target: u16, cut_after: Arc<AtomicU64>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let limit = cut_after.load(Ordering::SeqCst);
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                    return;
+                };
+                let (mut client_rx, mut client_tx) = client.into_split();
+                let (mut server_rx, mut server_tx) = server.into_split();
+                let upstream = tokio::io::copy(&mut client_rx, &mut server_tx);
+                let downstream = async {
+                    let mut sent: u64 = 0;
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = server_rx.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 || client_tx.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                        sent += n as u64;
+                        if limit > 0 && sent >= limit {
+                            return;
+                        }
+                    }
+                };
+                // Whichever direction ends first drops every socket half with this task.
+                tokio::select! {
+                    _ = upstream => {},
+                    _ = downstream => {},
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn worker_postgres_cut_mid_stream_commits_nothing_and_the_rerun_reads_exactly_the_rest() {
+    let Some(url) = pg_url() else { return };
+    let rt = runtime();
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let pg_port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = format!("medplat_worker_cut_{}", std::process::id());
+    let admin = |db: Option<&str>| {
+        let mut c = config.clone();
+        if let Some(d) = db {
+            c.dbname(d);
+        }
+        rt.block_on(async move {
+            let (client, conn) = c.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            client
+        })
+    };
+    let root = admin(None);
+    rt.block_on(async {
+        root.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+            .await
+            .unwrap();
+        root.batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .unwrap();
+    });
+    let client = admin(Some(&db));
+    let exec = |sql: &str| rt.block_on(client.batch_execute(sql)).unwrap();
+    exec(
+        "CREATE SCHEMA his; CREATE TABLE his.patient (patient_id text, name text, updated_at timestamptz);
+         INSERT INTO his.patient SELECT 'P' || i, '患者' || i, TIMESTAMPTZ '2026-11-01 00:00:00+00' + i * INTERVAL '1 second' FROM generate_series(1, 5) i;",
+    );
+    let cut_after = Arc::new(AtomicU64::new(0));
+    let proxy_port = rt.block_on(cutting_proxy(pg_port, cut_after.clone()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    secret(d, "pg", "username", "medplat\n");
+    secret(d, "pg", "password", "unused-with-trust-auth\n");
+    write_manifests(
+        d,
+        &format!(
+            "  system: HIS\n  connector: {{postgres: {{host: 127.0.0.1, port: {proxy_port}, database: {db}, table: his.patient, watermarkColumn: updated_at, sslMode: disable}}}}\n  credentials: {{secretName: pg}}"
+        ),
+        "[]",
+    );
+
+    // A first load through the proxy, which only forwards.
+    let first = run(&rt, &doc(d));
+    assert!(first.error.is_none(), "{:?}", first.error);
+    assert_eq!(output_rows(d).len(), 5);
+    let committed = std::fs::read(d.join("data/out/data/_manifest.json")).ok();
+    assert!(committed.is_some(), "the first run commits a manifest");
+
+    // 20,000 new rows (several portal batches, about 2 MB on the wire); the connection is cut
+    // after 300 kB have come back, in the middle of the stream.
+    exec(
+        "INSERT INTO his.patient SELECT 'P' || i, '患者' || i, TIMESTAMPTZ '2026-11-02 00:00:00+00' + i * INTERVAL '1 second' FROM generate_series(6, 20005) i;",
+    );
+    cut_after.store(300_000, Ordering::SeqCst);
+    let cut = run(&rt, &doc(d));
+    assert!(cut.error.is_some(), "a cut connection must fail the run");
+    assert!(cut.manifest.is_none(), "a failed run commits no manifest");
+    assert_eq!(output_rows(d).len(), 5, "nothing of the cut run is visible");
+    assert_eq!(
+        std::fs::read(d.join("data/out/data/_manifest.json")).ok(),
+        committed,
+        "the committed dataset and its checkpoint are untouched"
+    );
+
+    // The database is back: the rerun reads exactly the 20,000 rows after the checkpoint.
+    cut_after.store(0, Ordering::SeqCst);
+    let rerun = run(&rt, &doc(d));
+    assert!(rerun.error.is_none(), "{:?}", rerun.error);
+    let m = rerun.manifest.unwrap();
+    assert_eq!(m.counts.records_in, 20_000);
+    let ids: Vec<String> = output_rows(d)
+        .iter()
+        .map(|r| r["patient_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        (1..=20_005).map(|i| format!("P{i}")).collect::<Vec<_>>()
+    );
 
     drop(client);
     rt.block_on(async {

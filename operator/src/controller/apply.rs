@@ -58,8 +58,11 @@ impl ApplyOutcome {
     }
 }
 
-/// How long medplat trusts its own recent apply of a child the cache does not show yet.
-pub const CACHE_LAG_GRACE: Duration = Duration::from_secs(5);
+/// How long medplat trusts its own recent apply of a child the cache does not show yet. At
+/// 5,000 Pipelines the child watches ran more than 5 s behind the writes during start-up (468
+/// CronJobs written again when a 5 s grace ran out); 30 s covers that, and a child deleted
+/// right after its creation still comes back within it.
+pub const CACHE_LAG_GRACE: Duration = Duration::from_secs(30);
 
 /// medplat's last apply of one child: what the server returned, the hash applied, and when.
 struct LastApply {
@@ -108,19 +111,31 @@ impl AppliedLedger {
         }
     }
 
-    /// Whether medplat applied `hash` to this child within [`CACHE_LAG_GRACE`] and the cache
-    /// (`cached`) does not show that write yet.
-    fn awaiting_cache(&self, key: &ChildKey, hash: &str, cached: Option<&CachedChild>) -> bool {
+    /// Whether medplat applied `hash` to this child within [`CACHE_LAG_GRACE`], the cache does
+    /// not hold the child yet, and the watch has not seen it deleted since.
+    fn awaiting_cache(
+        &self,
+        key: &ChildKey,
+        hash: &str,
+        cached: Option<&CachedChild>,
+        deleted_at: Option<Instant>,
+    ) -> bool {
         let Ok(m) = self.seen.lock() else {
             return false;
         };
         let Some(last) = m.get(key) else {
             return false;
         };
-        let cache_behind = cached.is_none_or(|c| {
-            version_marker(c.generation, c.resource_version.as_deref()) != last.marker
-        });
-        last.hash.as_deref() == Some(hash) && last.at.elapsed() < CACHE_LAG_GRACE && cache_behind
+        // Only a child the cache does not hold at all is taken for lag: a cached child at
+        // another version may as well be someone else's edit after ours, which must be
+        // reverted at once (resourceVersions do not say which came first).
+        let cache_behind = cached.is_none();
+        // A deletion seen after the apply is no lag: the child must come back at once.
+        let deleted_since = deleted_at.is_some_and(|d| d >= last.at);
+        last.hash.as_deref() == Some(hash)
+            && last.at.elapsed() < CACHE_LAG_GRACE
+            && cache_behind
+            && !deleted_since
     }
 
     fn forget(&self, kind: &str, ns: Option<&str>, name: &str) {
@@ -251,7 +266,13 @@ impl Applier<'_> {
                 continue;
             }
             let key = AppliedLedger::key(&child.kind, child.namespace.as_deref(), &child.name);
-            if self.ledger.awaiting_cache(&key, &hash, cached.as_ref()) {
+            let deleted_at =
+                self.stores
+                    .deleted_at(&child.kind, child.namespace.as_deref(), &child.name);
+            if self
+                .ledger
+                .awaiting_cache(&key, &hash, cached.as_ref(), deleted_at)
+            {
                 outcome.awaiting_cache += 1;
                 continue;
             }
@@ -434,7 +455,7 @@ mod tests {
             resource_version: Some("7".into()),
         };
         assert!(
-            !ledger.awaiting_cache(&key, "h2", None),
+            !ledger.awaiting_cache(&key, "h2", None, None),
             "never applied: apply"
         );
         ledger.record(
@@ -445,20 +466,24 @@ mod tests {
             Some("h2".into()),
         );
         assert!(
-            ledger.awaiting_cache(&key, "h2", None),
+            ledger.awaiting_cache(&key, "h2", None, None),
             "not in the cache yet"
         );
         assert!(
-            ledger.awaiting_cache(&key, "h2", Some(&cached)),
-            "the cache still shows the previous generation"
+            !ledger.awaiting_cache(&key, "h2", None, Some(Instant::now())),
+            "deleted since the apply: applied again at once"
         );
         assert!(
-            !ledger.awaiting_cache(&key, "h3", None),
+            !ledger.awaiting_cache(&key, "h2", Some(&cached), None),
+            "a cached child at another version may be someone else's edit: applied at once"
+        );
+        assert!(
+            !ledger.awaiting_cache(&key, "h3", None, None),
             "a different desired object is applied at once"
         );
         cached.generation = Some(2);
         assert!(
-            !ledger.awaiting_cache(&key, "h2", Some(&cached)),
+            !ledger.awaiting_cache(&key, "h2", Some(&cached), None),
             "the cache caught up: the usual checks decide"
         );
         if let Ok(mut m) = ledger.seen.lock()
@@ -467,7 +492,7 @@ mod tests {
             last.at = Instant::now() - CACHE_LAG_GRACE;
         }
         assert!(
-            !ledger.awaiting_cache(&key, "h2", None),
+            !ledger.awaiting_cache(&key, "h2", None, None),
             "past the grace the cache decides: a deleted child is created again"
         );
         let outcome = ApplyOutcome {

@@ -44,6 +44,17 @@ pub fn trim_cached_metadata(meta: &mut kube::api::ObjectMeta) {
     }
 }
 
+/// [`trim_cached_metadata`], and for a child also the labels every child carries alike and
+/// nothing reads from the cache (`managed-by` is what the watch selects on; `part-of` is for
+/// people): at tens of thousands of cached children they are megabytes.
+fn trim_cached_child(meta: &mut kube::api::ObjectMeta) {
+    trim_cached_metadata(meta);
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.remove(MANAGED_BY);
+        labels.remove(crate::render::common::PART_OF);
+    }
+}
+
 /// The label selector every child watch uses.
 pub fn managed_selector() -> String {
     format!("{MANAGED_BY}={MANAGED_BY_VALUE}")
@@ -114,6 +125,8 @@ pub struct ChildKind<K: Resource<DynamicType = ()> + Clone + 'static> {
     pub store: Store<PartialObjectMeta<K>>,
     /// The cache's children by owner uid, kept from the same watch.
     owners: Arc<CacheIndex<PartialObjectMeta<K>>>,
+    /// When the watch last saw each child deleted (see [`RecentDeletions`]).
+    recently_deleted: Arc<RecentDeletions>,
     fanout: Fanout<PartialObjectMeta<K>>,
     deletions: Deletions<PartialObjectMeta<K>>,
 }
@@ -172,6 +185,46 @@ fn owner_uid_of<K: Resource>(o: &K) -> Vec<String> {
         .collect()
 }
 
+/// When the watch last saw each child (namespace, name) deleted, so the apply routine can tell
+/// a child it created that the cache has not shown yet from one deleted since. Entries older
+/// than [`super::apply::CACHE_LAG_GRACE`] are dropped once there are many.
+#[derive(Default)]
+pub struct RecentDeletions {
+    at: std::sync::Mutex<std::collections::HashMap<(Option<String>, String), std::time::Instant>>,
+}
+
+impl RecentDeletions {
+    /// How many entries are kept before old ones are dropped.
+    const KEEP: usize = 4096;
+
+    fn observe<K: Resource>(&self, event: &watcher::Result<watcher::Event<K>>) {
+        let Ok(watcher::Event::Delete(o)) = event else {
+            return;
+        };
+        if let Ok(mut at) = self.at.lock() {
+            if at.len() >= Self::KEEP {
+                at.retain(|_, t| t.elapsed() < super::apply::CACHE_LAG_GRACE);
+            }
+            at.insert(
+                (
+                    o.meta().namespace.clone(),
+                    o.meta().name.clone().unwrap_or_default(),
+                ),
+                std::time::Instant::now(),
+            );
+        }
+    }
+
+    /// When `namespace/name` was last seen deleted, if recently.
+    pub fn at(&self, namespace: Option<&str>, name: &str) -> Option<std::time::Instant> {
+        self.at
+            .lock()
+            .ok()?
+            .get(&(namespace.map(str::to_string), name.to_string()))
+            .copied()
+    }
+}
+
 /// How many events a shared stream buffers before its writer waits for slow subscribers.
 const SHARED_BUFFER: usize = 1024;
 
@@ -189,13 +242,16 @@ where
     let observer = deletions.clone();
     let owners = Arc::new(CacheIndex::new(owner_uid_of::<PartialObjectMeta<K>>));
     let indexer = owners.clone();
+    let recently_deleted = Arc::new(RecentDeletions::default());
+    let deletion_clock = recently_deleted.clone();
     let stream = watcher(api, watcher::Config::default().labels(&managed_selector()))
         .default_backoff()
-        .modify(|o: &mut PartialObjectMeta<K>| trim_cached_metadata(o.meta_mut()))
+        .modify(|o: &mut PartialObjectMeta<K>| trim_cached_child(o.meta_mut()))
         .inspect(move |ev| indexer.observe(ev))
         .reflect_shared(writer)
         .for_each(move |ev| {
             observer.observe(&ev);
+            deletion_clock.observe(&ev);
             futures::future::ready(())
         });
     // Boxed: kept on the heap, so building many watches does not grow the caller's stack.
@@ -207,6 +263,7 @@ where
         ChildKind {
             store,
             owners,
+            recently_deleted,
             fanout,
             deletions,
         },
@@ -333,7 +390,7 @@ fn dynamic_child_kind(
     let tx = changes.clone();
     let drive = watcher(api, watcher::Config::default().labels(&managed_selector()))
         .default_backoff()
-        .modify(|o: &mut PartialObjectMeta<DynamicObject>| trim_cached_metadata(o.meta_mut()))
+        .modify(|o: &mut PartialObjectMeta<DynamicObject>| trim_cached_child(o.meta_mut()))
         .reflect(writer)
         .touched_objects()
         .for_each(move |r| {
@@ -572,6 +629,24 @@ impl ChildStores {
         }
     }
 
+    /// When the watch last saw the child of `kind` at `namespace/name` deleted, if recently
+    /// (none for the run-time kinds).
+    pub fn deleted_at(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<std::time::Instant> {
+        fn one<K: Resource<DynamicType = ()> + Clone + 'static>(
+            k: &ChildKind<K>,
+            ns: Option<&str>,
+            name: &str,
+        ) -> Option<std::time::Instant> {
+            k.recently_deleted.at(ns, name)
+        }
+        per_kind!(self, kind, |k| one(k, namespace, name))
+    }
+
     /// Every cached child of `kind` labelled with owner `uid`.
     pub fn owned_by(&self, kind: &str, uid: &str) -> Vec<CachedChild> {
         fn all<K: Resource<DynamicType = ()> + Clone + 'static>(
@@ -620,6 +695,25 @@ mod tests {
         assert_eq!(
             annotations.get(crate::controller::apply::APPLIED_HASH),
             Some(&"h".to_string())
+        );
+    }
+
+    #[test]
+    fn cached_children_keep_the_labels_medplat_reads() {
+        use crate::render::common::{COMPONENT, OWNER_UID, PART_OF};
+        let mut meta = ObjectMeta {
+            labels: Some(
+                [MANAGED_BY, PART_OF, COMPONENT, OWNER_UID]
+                    .map(|k| (k.to_string(), "v".to_string()))
+                    .into(),
+            ),
+            ..Default::default()
+        };
+        trim_cached_child(&mut meta);
+        let labels = meta.labels.unwrap_or_default();
+        assert_eq!(
+            labels.keys().map(String::as_str).collect::<Vec<_>>(),
+            [COMPONENT, OWNER_UID]
         );
     }
 }

@@ -216,7 +216,7 @@ fn print_table(label: &str, size: Size, runs: &[measure::RunResult]) {
     }
     let mid = &runs[runs.len() / 2];
     println!(
-        "\nRequests by verb until Ready (run {}):\n",
+        "\nRequests by verb until Ready and settled (run {}):\n",
         runs.len() / 2 + 1
     );
     println!("| verb | requests |");
@@ -225,7 +225,7 @@ fn print_table(label: &str, size: Size, runs: &[measure::RunResult]) {
         println!("| {verb} | {n} |");
     }
     println!(
-        "\nWrites by resource until Ready (run {}):\n",
+        "\nWrites by resource until Ready and settled (run {}):\n",
         runs.len() / 2 + 1
     );
     println!("| resource | writes | objects (minimum) |");
