@@ -147,14 +147,14 @@ fn pg_url() -> Option<String> {
     }
 }
 
-#[test]
-fn worker_postgres_full_incremental_and_resume_after_failure() {
-    let Some(url) = pg_url() else { return };
-    let rt = runtime();
-    let config: tokio_postgres::Config = url.parse().unwrap();
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let db = format!("medplat_worker_{}", std::process::id());
-    let admin = |db: Option<&str>| {
+/// Creates database `db` afresh and returns a client of the server's default database (to drop
+/// it afterwards) and one of `db`.
+fn fresh_database(
+    rt: &tokio::runtime::Runtime,
+    config: &tokio_postgres::Config,
+    db: &str,
+) -> (tokio_postgres::Client, tokio_postgres::Client) {
+    let connect = |db: Option<&str>| {
         let mut c = config.clone();
         if let Some(d) = db {
             c.dbname(d);
@@ -165,7 +165,7 @@ fn worker_postgres_full_incremental_and_resume_after_failure() {
             client
         })
     };
-    let root = admin(None);
+    let root = connect(None);
     rt.block_on(async {
         root.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
             .await
@@ -174,7 +174,26 @@ fn worker_postgres_full_incremental_and_resume_after_failure() {
             .await
             .unwrap();
     });
-    let client = admin(Some(&db));
+    let client = connect(Some(db));
+    (root, client)
+}
+
+fn drop_database(rt: &tokio::runtime::Runtime, root: &tokio_postgres::Client, db: &str) {
+    rt.block_on(async {
+        root.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn worker_postgres_full_incremental_and_resume_after_failure() {
+    let Some(url) = pg_url() else { return };
+    let rt = runtime();
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = format!("medplat_worker_{}", std::process::id());
+    let (root, client) = fresh_database(&rt, &config, &db);
     let exec = |sql: &str| rt.block_on(client.batch_execute(sql)).unwrap();
     exec(
         "CREATE SCHEMA his; CREATE TABLE his.patient (patient_id text, name text, birth_date date, updated_at timestamptz);
@@ -250,11 +269,7 @@ fn worker_postgres_full_incremental_and_resume_after_failure() {
     assert_eq!(ids, (1..=9).map(|i| format!("P{i}")).collect::<Vec<_>>());
 
     drop(client);
-    rt.block_on(async {
-        root.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .await
-            .unwrap();
-    });
+    drop_database(&rt, &root, &db);
 }
 
 /// A loopback TCP proxy to `127.0.0.1:target`. While `cut_after` is above zero, a connection
@@ -305,27 +320,7 @@ fn worker_postgres_cut_mid_stream_commits_nothing_and_the_rerun_reads_exactly_th
     let config: tokio_postgres::Config = url.parse().unwrap();
     let pg_port = config.get_ports().first().copied().unwrap_or(5432);
     let db = format!("medplat_worker_cut_{}", std::process::id());
-    let admin = |db: Option<&str>| {
-        let mut c = config.clone();
-        if let Some(d) = db {
-            c.dbname(d);
-        }
-        rt.block_on(async move {
-            let (client, conn) = c.connect(tokio_postgres::NoTls).await.unwrap();
-            tokio::spawn(conn);
-            client
-        })
-    };
-    let root = admin(None);
-    rt.block_on(async {
-        root.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
-            .await
-            .unwrap();
-        root.batch_execute(&format!("CREATE DATABASE {db}"))
-            .await
-            .unwrap();
-    });
-    let client = admin(Some(&db));
+    let (root, client) = fresh_database(&rt, &config, &db);
     let exec = |sql: &str| rt.block_on(client.batch_execute(sql)).unwrap();
     exec(
         "CREATE SCHEMA his; CREATE TABLE his.patient (patient_id text, name text, updated_at timestamptz);
@@ -385,11 +380,7 @@ fn worker_postgres_cut_mid_stream_commits_nothing_and_the_rerun_reads_exactly_th
     );
 
     drop(client);
-    rt.block_on(async {
-        root.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .await
-            .unwrap();
-    });
+    drop_database(&rt, &root, &db);
 }
 
 async fn fhir_server() -> (String, tokio::task::JoinHandle<()>) {

@@ -146,14 +146,10 @@ impl<K: Resource> CacheIndex<K> {
     }
 
     /// How many objects the index holds under at least one key.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
         state.current.keys_of.len()
-    }
-
-    /// Whether no object is indexed.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

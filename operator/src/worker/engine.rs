@@ -492,21 +492,10 @@ impl parallel::Ends for Flow<'_, '_> {
             let Some(src) = sources.get_mut(*self.source_index) else {
                 return Ok(None);
             };
-            let result = match src.reader.next_item() {
-                None => AuditResult::Success,
-                Some(Err(e)) => {
-                    self.auditor.emit(
-                        AuditAction::Read,
-                        "DataSource",
-                        &src.name,
-                        Some(src.reader.describe()),
-                        src.level,
-                        AuditResult::Failure,
-                        Some(src.records),
-                        Some(e.to_string()),
-                    )?;
-                    return Err(e.into());
-                }
+            // The end of a source and its failure are audited alike, once, as the read's outcome.
+            let failure = match src.reader.next_item() {
+                None => None,
+                Some(Err(e)) => Some(e),
                 Some(Ok(item)) => {
                     src.records += 1;
                     self.counts.records_in += 1;
@@ -532,10 +521,17 @@ impl parallel::Ends for Flow<'_, '_> {
                 &src.name,
                 Some(src.reader.describe()),
                 src.level,
-                result,
+                if failure.is_some() {
+                    AuditResult::Failure
+                } else {
+                    AuditResult::Success
+                },
                 Some(src.records),
-                None,
+                failure.as_ref().map(ToString::to_string),
             )?;
+            if let Some(e) = failure {
+                return Err(e.into());
+            }
             *self.source_index += 1;
         }
     }
