@@ -37,11 +37,13 @@ pub fn csv_read(data: &[u8]) {
         Some(2) => (Charset::Utf8, b'\t'),
         _ => (Charset::Utf8, b','),
     };
-    for item in CsvRecords::new(data, cs, delim, "f.csv".into(), "s".into()) {
+    let items = CsvRecords::new(data, cs, delim, "f.csv".into(), "s".into())
+        .flat_map(|item| item.map(SourceItem::into_items).unwrap_or_default());
+    for item in items {
         match item {
-            Ok(SourceItem::Record { record, .. }) => assert!(!record.is_empty()),
-            Ok(SourceItem::Malformed { reason, .. }) => assert!(!reason.is_empty()),
-            Err(_) => {}
+            SourceItem::Record { record, .. } => assert!(!record.is_empty()),
+            SourceItem::Malformed { reason, .. } => assert!(!reason.is_empty()),
+            SourceItem::Rows(_) => panic!("a batch of rows inside a batch"),
         }
     }
 }
@@ -54,8 +56,10 @@ pub fn ndjson_read(data: &[u8]) {
     } else {
         Charset::Utf8
     };
-    for item in NdjsonRecords::new(data, cs, fhir, "f.ndjson".into(), "s".into()) {
-        if let Ok(SourceItem::Record { record, .. }) = item {
+    let items = NdjsonRecords::new(data, cs, fhir, "f.ndjson".into(), "s".into())
+        .flat_map(|item| item.map(SourceItem::into_items).unwrap_or_default());
+    for item in items {
+        if let SourceItem::Record { record, .. } = item {
             assert!(!fhir || record.contains_key("resourceType"));
         }
     }

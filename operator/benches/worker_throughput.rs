@@ -11,6 +11,7 @@
 //! ```sh
 //! cargo bench -p medplat --bench worker_throughput            # 1,000,000 records, 3 rounds
 //! cargo bench -p medplat --bench worker_throughput -- 200000 5 # records, rounds
+//! cargo bench -p medplat --bench worker_throughput -- 200000 5 csv # one input kind only
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -29,6 +30,14 @@ use medplat::worker::local::resolve_from_manifests;
 enum Kind {
     Fhir,
     Csv,
+}
+
+/// The bench argument that selects one kind.
+fn kind_arg(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Fhir => "fhir",
+        Kind::Csv => "csv",
+    }
 }
 
 impl Kind {
@@ -141,6 +150,13 @@ fn manifests(kind: Kind) -> String {
             "    - validate: {rules: [{name: id, field: id_card, check: residentId}, {name: v, field: result_value, type: number}]}\n    - link: {identityFields: [id_card], outputField: person, key: {name: keys, key: hmac-key}}\n",
         ),
     };
+    let steps = if std::env::var("WT_STEPS").as_deref() == Ok("none") {
+        "    - map: {fields: [{from: unit, to: unit2}]}\n".to_string()
+    } else {
+        format!(
+            "{link}    - deidentify:\n        keys: {{secretName: keys}}\n        rules:{rules}\n"
+        )
+    };
     format!(
         r#"
 apiVersion: medplat.io/v1alpha1
@@ -169,10 +185,7 @@ spec:
   purpose: Treatment
   sources: [src]
   steps:
-{link}    - deidentify:
-        keys: {{secretName: keys}}
-        rules:{rules}
-  sink: {{tier: curated, dataset: out, format: ndjson}}
+{steps}  sink: {{tier: curated, dataset: out, format: ndjson}}
 ---
 apiVersion: medplat.io/v1alpha1
 kind: AccessPolicy
@@ -332,7 +345,11 @@ fn main() {
     println!(
         "worker throughput: {n} records, {rounds} rounds, medians (pipeline and limit interleaved)"
     );
+    let only = args.get(2).map(String::as_str);
     for kind in [Kind::Fhir, Kind::Csv] {
+        if only.is_some_and(|o| o != kind_arg(kind)) {
+            continue;
+        }
         let s = setup(kind, n);
         let mb = s.bytes as f64 / 1e6;
         let (mut pipe, mut base) = (Vec::new(), Vec::new());
@@ -360,6 +377,9 @@ fn main() {
     println!("peak resident memory of the pipeline (child processes):");
     let exe = std::env::current_exe().unwrap();
     for kind in ["fhir", "csv"] {
+        if only.is_some_and(|o| o != kind) {
+            continue;
+        }
         for size in [n / 10, n / 4, n] {
             let out = std::process::Command::new(&exe)
                 .args(["peak", kind, &size.to_string()])

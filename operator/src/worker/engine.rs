@@ -497,9 +497,17 @@ impl parallel::Ends for Flow<'_, '_> {
                 None => None,
                 Some(Err(e)) => Some(e),
                 Some(Ok(item)) => {
-                    src.records += 1;
-                    self.counts.records_in += 1;
+                    let records = match &item {
+                        SourceItem::Rows(rows) => rows.len() as u64,
+                        _ => 1,
+                    };
+                    src.records += records;
+                    self.counts.records_in += records;
                     return Ok(Some(match item {
+                        SourceItem::Rows(mut rows) => {
+                            rows.prefix_locations(&src.name);
+                            Fed::Rows(rows)
+                        }
                         SourceItem::Record { record, location } => {
                             Fed::Record(record, source_location(&src.name, &location))
                         }

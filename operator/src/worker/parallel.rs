@@ -5,6 +5,10 @@
 //! kept records into one buffer per batch. The caller settles batches strictly in sequence
 //! (writes lines, quarantines, pushes to a barrier), so the output is byte-for-byte what one
 //! thread would write. At most `2 × workers + 2` batches are in flight, so memory stays flat.
+//!
+//! Rows that the source read but did not decode ([`RowBatch`]) are decoded by the worker that
+//! processes them, so decoding is spread over the workers and each record lives and dies on
+//! one thread.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -12,6 +16,7 @@ use std::sync::Mutex;
 use std::sync::mpsc;
 
 use super::record::Record;
+use super::source::rows::{Decoded, RowBatch};
 use super::steps::{Outcome, RecordStep};
 
 /// Records per batch: large enough to amortise the hand-offs, small enough to keep memory flat.
@@ -30,6 +35,18 @@ pub enum Fed {
         /// The raw text (bounded).
         raw: String,
     },
+    /// Rows not decoded yet; each becomes a record or a malformed item where it is processed.
+    Rows(RowBatch),
+}
+
+impl Fed {
+    /// How many records this item stands for.
+    fn weight(&self) -> usize {
+        match self {
+            Fed::Rows(rows) => rows.len(),
+            _ => 1,
+        }
+    }
 }
 
 /// What the steps of a segment decided about one record.
@@ -111,43 +128,83 @@ struct Done {
     line_count: u64,
 }
 
-fn process(steps: &[&dyn RecordStep], serialise: bool, batch: Vec<Fed>) -> Result<Done, String> {
-    let mut items = Vec::new();
-    let mut lines = Vec::with_capacity(if serialise { batch.len() * 256 } else { 0 });
-    let mut line_count = 0;
-    for fed in batch {
+/// The work of one batch: processed items to settle and the lines of kept records.
+struct Batch<'s, 'r> {
+    steps: &'s [&'r dyn RecordStep],
+    serialise: bool,
+    done: Done,
+}
+
+impl Batch<'_, '_> {
+    /// Applies the steps to one record; `location` is built only when it is needed.
+    fn record(
+        &mut self,
+        mut record: Record,
+        location: impl FnOnce() -> String,
+    ) -> Result<(), String> {
+        let verdict = apply_steps(self.steps, &mut record);
+        if self.serialise && matches!(verdict, Verdict::Keep) {
+            let lines = &mut self.done.lines;
+            serde_json::to_writer(&mut *lines, &record)
+                .map_err(|e| format!("cannot serialise a record from {}: {e}", location()))?;
+            lines.push(b'\n');
+            self.done.line_count += 1;
+        } else {
+            self.done.items.push(Processed::Record {
+                record,
+                location: location(),
+                verdict,
+            });
+        }
+        Ok(())
+    }
+
+    fn fed(&mut self, fed: Fed) -> Result<(), String> {
         match fed {
             Fed::Malformed {
                 location,
                 reason,
                 raw,
-            } => items.push(Processed::Malformed {
+            } => self.done.items.push(Processed::Malformed {
                 location,
                 reason,
                 raw,
             }),
-            Fed::Record(mut record, location) => {
-                let verdict = apply_steps(steps, &mut record);
-                if serialise && matches!(verdict, Verdict::Keep) {
-                    serde_json::to_writer(&mut lines, &record)
-                        .map_err(|e| format!("cannot serialise a record from {location}: {e}"))?;
-                    lines.push(b'\n');
-                    line_count += 1;
-                } else {
-                    items.push(Processed::Record {
-                        record,
-                        location,
-                        verdict,
-                    });
+            Fed::Record(record, location) => self.record(record, || location)?,
+            Fed::Rows(rows) => {
+                for i in 0..rows.len() {
+                    match rows.decode(i) {
+                        Decoded::Record(record) => self.record(record, || rows.location(i))?,
+                        Decoded::Malformed { reason, raw } => {
+                            self.done.items.push(Processed::Malformed {
+                                location: rows.location(i),
+                                reason,
+                                raw,
+                            })
+                        }
+                    }
                 }
             }
         }
+        Ok(())
     }
-    Ok(Done {
-        items,
-        lines,
-        line_count,
-    })
+}
+
+fn process(steps: &[&dyn RecordStep], serialise: bool, batch: Vec<Fed>) -> Result<Done, String> {
+    let records: usize = batch.iter().map(Fed::weight).sum();
+    let mut work = Batch {
+        steps,
+        serialise,
+        done: Done {
+            items: Vec::new(),
+            lines: Vec::with_capacity(if serialise { records * 256 } else { 0 }),
+            line_count: 0,
+        },
+    };
+    for fed in batch {
+        work.fed(fed)?;
+    }
+    Ok(work.done)
 }
 
 fn settle_done<E: Ends>(ends: &mut E, done: Done) -> Result<(), E::Error> {
@@ -160,26 +217,19 @@ fn settle_done<E: Ends>(ends: &mut E, done: Done) -> Result<(), E::Error> {
 /// Runs one segment on the calling thread: read, apply, settle, one record at a time.
 pub fn run_serial<E: Ends>(ends: &mut E, steps: &[&dyn RecordStep]) -> Result<(), E::Error> {
     while let Some(fed) = ends.next()? {
-        let item = match fed {
-            Fed::Malformed {
-                location,
-                reason,
-                raw,
-            } => Processed::Malformed {
-                location,
-                reason,
-                raw,
+        let mut work = Batch {
+            steps,
+            serialise: false,
+            done: Done {
+                items: Vec::new(),
+                lines: Vec::new(),
+                line_count: 0,
             },
-            Fed::Record(mut record, location) => {
-                let verdict = apply_steps(steps, &mut record);
-                Processed::Record {
-                    record,
-                    location,
-                    verdict,
-                }
-            }
         };
-        ends.settle(item)?;
+        work.fed(fed).map_err(|m| ends.worker_failed(m))?;
+        for item in work.done.items {
+            ends.settle(item)?;
+        }
     }
     Ok(())
 }
@@ -235,10 +285,14 @@ fn feed_and_settle<E: Ends>(
     let mut at_end = false;
     loop {
         while !at_end && sent - settled < max_in_flight {
-            let mut batch = Vec::with_capacity(BATCH);
-            while batch.len() < BATCH {
+            let mut batch = Vec::new();
+            let mut records = 0;
+            while records < BATCH {
                 match ends.next()? {
-                    Some(fed) => batch.push(fed),
+                    Some(fed) => {
+                        records += fed.weight();
+                        batch.push(fed);
+                    }
                     None => {
                         at_end = true;
                         break;

@@ -2,25 +2,86 @@
 //!
 //! Each row becomes a record of strings keyed by the header. A row with the wrong number of
 //! fields (often broken quoting) or bytes invalid in the charset is quarantined; the file goes on.
+//! The reader only splits rows (into [`RowBatch`]es); [`CsvRowDecoder`] turns them into records
+//! on the thread that processes them.
 
 use std::io::Read;
+use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::rows::{Decoded, RawRow, RowBatch, RowDecoder};
 use super::{SourceError, SourceItem, bounded_raw};
 use crate::api::data_source::Charset;
 use crate::worker::charset;
 use crate::worker::record::Record;
 
-/// Reads one CSV file as records.
+/// Reads one CSV file as batches of rows.
 pub struct CsvRecords<R: Read> {
     reader: csv::Reader<R>,
-    headers: Option<Vec<String>>,
+    decoder: Option<Arc<CsvRowDecoder>>,
     charset: Charset,
     label: String,
+    /// Where rows are, before their number: `<label>:record `.
+    location: Arc<str>,
     source_name: String,
     row: csv::ByteRecord,
+    /// What comes after the batch being handed on (an error, or the end).
+    after_batch: Option<Option<Result<SourceItem, SourceError>>>,
     done: bool,
+}
+
+/// Decodes the rows of one CSV file by its header.
+pub struct CsvRowDecoder {
+    headers: Vec<String>,
+    charset: Charset,
+}
+
+impl CsvRowDecoder {
+    fn raw_text(&self, row: &RawRow<'_>) -> String {
+        raw_fields(row.fields(), self.charset)
+    }
+}
+
+fn raw_fields<'a>(fields: impl Iterator<Item = &'a [u8]>, cs: Charset) -> String {
+    let fields: Vec<String> = fields.map(|f| charset::lossy(f, cs)).collect();
+    bounded_raw(fields.join(","))
+}
+
+impl RowDecoder for CsvRowDecoder {
+    fn decode(&self, row: RawRow<'_>) -> Decoded {
+        let headers = &self.headers;
+        if row.field_ends.len() != headers.len() {
+            return Decoded::Malformed {
+                reason: format!(
+                    "row has {} fields, the header has {} (broken quoting or delimiter?)",
+                    row.field_ends.len(),
+                    headers.len()
+                ),
+                raw: self.raw_text(&row),
+            };
+        }
+        let mut fields = Vec::with_capacity(headers.len());
+        for (i, (name, bytes)) in headers.iter().zip(row.fields()).enumerate() {
+            match charset::decode(bytes, self.charset) {
+                Some(text) => fields.push((name.clone(), Value::String(text.into_owned()))),
+                None => {
+                    return Decoded::Malformed {
+                        reason: format!(
+                            "field {} ({name}) is not valid {}",
+                            i + 1,
+                            self.charset.label()
+                        ),
+                        raw: self.raw_text(&row),
+                    };
+                }
+            }
+        }
+        // Built in one go from the collected fields (sorted, then laid out once) rather than
+        // by one search-and-insert per field; header names are unique.
+        let record: Record = fields.into_iter().collect();
+        Decoded::Record(record)
+    }
 }
 
 impl<R: Read> CsvRecords<R> {
@@ -39,26 +100,19 @@ impl<R: Read> CsvRecords<R> {
             .from_reader(input);
         CsvRecords {
             reader,
-            headers: None,
+            decoder: None,
             charset,
+            location: format!("{label}:record ").into(),
             label,
             source_name,
             row: csv::ByteRecord::new(),
+            after_batch: None,
             done: false,
         }
     }
 
     fn raw_row(&self) -> String {
-        let fields: Vec<String> = self
-            .row
-            .iter()
-            .map(|f| charset::lossy(f, self.charset))
-            .collect();
-        bounded_raw(fields.join(","))
-    }
-
-    fn read_row(&mut self) -> Result<bool, csv::Error> {
-        self.reader.read_byte_record(&mut self.row)
+        raw_fields(self.row.iter(), self.charset)
     }
 
     /// The row's record number: the header is record 0, the first data row record 1 (blank
@@ -67,7 +121,7 @@ impl<R: Read> CsvRecords<R> {
         self.row.position().map(|p| p.record()).unwrap_or(0)
     }
 
-    fn header(&mut self) -> Result<Option<Vec<String>>, SourceItem> {
+    fn header(&mut self) -> Result<CsvRowDecoder, SourceItem> {
         let mut names = Vec::with_capacity(self.row.len());
         for (i, f) in self.row.iter().enumerate() {
             let Some(name) = charset::decode(f, self.charset) else {
@@ -86,57 +140,36 @@ impl<R: Read> CsvRecords<R> {
             }
             names.push(name);
         }
-        Ok(Some(names))
+        Ok(CsvRowDecoder {
+            headers: names,
+            charset: self.charset,
+        })
     }
 
     fn malformed_file(&mut self, reason: String) -> SourceItem {
         self.done = true;
         SourceItem::Malformed {
-            location: format!("{}:record {}", self.label, self.line()),
+            location: format!("{}{}", self.location, self.line()),
             reason: format!("{reason}; the whole file was skipped"),
             raw: self.raw_row(),
         }
     }
 
-    fn record(&self, headers: &[String]) -> SourceItem {
-        let mut number = itoa::Buffer::new();
-        let number = number.format(self.line());
-        let mut location = String::with_capacity(self.label.len() + 8 + number.len());
-        location.push_str(&self.label);
-        location.push_str(":record ");
-        location.push_str(number);
-        if self.row.len() != headers.len() {
-            return SourceItem::Malformed {
-                location,
-                reason: format!(
-                    "row has {} fields, the header has {} (broken quoting or delimiter?)",
-                    self.row.len(),
-                    headers.len()
-                ),
-                raw: self.raw_row(),
-            };
-        }
-        let mut fields = Vec::with_capacity(headers.len());
-        for (i, (name, bytes)) in headers.iter().zip(self.row.iter()).enumerate() {
-            match charset::decode(bytes, self.charset) {
-                Some(text) => fields.push((name.clone(), Value::String(text.into_owned()))),
-                None => {
-                    return SourceItem::Malformed {
-                        location,
-                        reason: format!(
-                            "field {} ({name}) is not valid {}",
-                            i + 1,
-                            self.charset.label()
-                        ),
-                        raw: self.raw_row(),
-                    };
-                }
-            }
-        }
-        // Built in one go from the collected fields (sorted, then laid out once) rather than
-        // by one search-and-insert per field; header names are unique.
-        let record: Record = fields.into_iter().collect();
-        SourceItem::Record { record, location }
+    /// What ends the file: `None` at its end, an I/O error, or unreadable CSV quarantined.
+    fn end(&mut self, error: Option<csv::Error>) -> Option<Result<SourceItem, SourceError>> {
+        self.done = true;
+        Some(match error?.into_kind() {
+            csv::ErrorKind::Io(source) => Err(SourceError::Io {
+                source_name: self.source_name.clone(),
+                path: self.label.clone(),
+                source,
+            }),
+            other => Ok(SourceItem::Malformed {
+                location: self.label.clone(),
+                reason: format!("unreadable CSV: {other:?}; the rest of the file was skipped"),
+                raw: String::new(),
+            }),
+        })
     }
 }
 
@@ -144,47 +177,46 @@ impl<R: Read> Iterator for CsvRecords<R> {
     type Item = Result<SourceItem, SourceError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(after) = self.after_batch.take() {
+            return after;
+        }
+        let mut batch: Option<RowBatch> = None;
         loop {
             if self.done {
-                return None;
+                return batch.map(|b| Ok(SourceItem::Rows(b)));
             }
-            match self.read_row() {
-                Ok(false) => {
-                    self.done = true;
-                    return None;
-                }
-                Ok(true) => {}
-                Err(e) => {
-                    self.done = true;
-                    return Some(match e.into_kind() {
-                        csv::ErrorKind::Io(source) => Err(SourceError::Io {
-                            source_name: self.source_name.clone(),
-                            path: self.label.clone(),
-                            source,
-                        }),
-                        other => Ok(SourceItem::Malformed {
-                            location: self.label.clone(),
-                            reason: format!(
-                                "unreadable CSV: {other:?}; the rest of the file was skipped"
-                            ),
-                            raw: String::new(),
-                        }),
-                    });
-                }
+            let ended = match self.reader.read_byte_record(&mut self.row) {
+                Ok(true) => None,
+                Ok(false) => Some(self.end(None)),
+                Err(e) => Some(self.end(Some(e))),
+            };
+            if let Some(end) = ended {
+                // The rows read so far go first; what ended the file follows them.
+                return match batch {
+                    Some(b) => {
+                        self.after_batch = Some(end);
+                        Some(Ok(SourceItem::Rows(b)))
+                    }
+                    None => end,
+                };
             }
             // A blank line is not a record.
             if self.row.len() == 1 && self.row[0].is_empty() {
                 continue;
             }
-            match &self.headers {
-                None => match self.header() {
-                    Ok(h) => {
-                        self.headers = h;
-                        continue;
-                    }
+            let Some(decoder) = &self.decoder else {
+                match self.header() {
+                    Ok(d) => self.decoder = Some(Arc::new(d)),
                     Err(item) => return Some(Ok(item)),
-                },
-                Some(h) => return Some(Ok(self.record(h))),
+                }
+                continue;
+            };
+            let number = self.line();
+            let b =
+                batch.get_or_insert_with(|| RowBatch::new(decoder.clone(), self.location.clone()));
+            b.push_fields(number, self.row.iter());
+            if b.is_full() {
+                return batch.map(|b| Ok(SourceItem::Rows(b)));
             }
         }
     }
@@ -196,7 +228,7 @@ mod tests {
 
     fn read(bytes: &[u8], cs: Charset) -> Vec<SourceItem> {
         CsvRecords::new(bytes, cs, b',', "f.csv".into(), "s".into())
-            .map(|r| r.unwrap())
+            .flat_map(|r| r.unwrap().into_items())
             .collect()
     }
 
@@ -241,6 +273,72 @@ mod tests {
             "{reason}"
         );
         assert!(matches!(&items[1], SourceItem::Record { .. }));
+    }
+
+    /// A file that breaks (an I/O error) after `good` bytes.
+    struct Breaks<'a> {
+        good: &'a [u8],
+    }
+
+    impl Read for Breaks<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.good.is_empty() {
+                return Err(std::io::Error::other("disk gone"));
+            }
+            let n = buf.len().min(self.good.len()).min(100);
+            buf[..n].copy_from_slice(&self.good[..n]);
+            self.good = &self.good[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn rows_span_batches_in_order_and_a_failure_comes_after_the_rows_before_it() {
+        let n = 2 * super::super::rows::ROWS + 77;
+        let mut text = String::from("id,v\n");
+        for i in 1..=n {
+            if i == 700 {
+                text.push_str("oops\n");
+            } else {
+                text.push_str(&format!("{i},x\n"));
+            }
+        }
+        let read = || {
+            CsvRecords::new(
+                Breaks {
+                    good: text.as_bytes(),
+                },
+                Charset::Utf8,
+                b',',
+                "f.csv".into(),
+                "s".into(),
+            )
+            .collect::<Vec<_>>()
+        };
+        let batches = read();
+        assert!(batches.len() >= 4, "several batches, then the error");
+        let Some(Err(SourceError::Io { .. })) = batches.last() else {
+            panic!("the I/O error comes last: {:?}", batches.last())
+        };
+        let items: Vec<SourceItem> = batches
+            .into_iter()
+            .filter_map(Result::ok)
+            .flat_map(SourceItem::into_items)
+            .collect();
+        assert_eq!(items.len(), n);
+        for (i, item) in items.iter().enumerate() {
+            let want = format!("f.csv:record {}", i + 1);
+            match item {
+                SourceItem::Record { record, location } => {
+                    assert_eq!(location, &want);
+                    assert_eq!(record["id"], (i + 1).to_string());
+                }
+                SourceItem::Malformed { location, .. } => {
+                    assert_eq!((location.as_str(), i + 1), (want.as_str(), 700))
+                }
+                SourceItem::Rows(_) => panic!("nested batch"),
+            }
+        }
     }
 
     #[test]

@@ -166,11 +166,13 @@ mod tests {
         .unwrap();
         let mut seen = Vec::new();
         while let Some(item) = src.next_item() {
-            match item.unwrap() {
-                SourceItem::Record { record, location } => {
-                    seen.push((record["n"].clone(), location))
+            for item in item.unwrap().into_items() {
+                match item {
+                    SourceItem::Record { record, location } => {
+                        seen.push((record["n"].clone(), location))
+                    }
+                    other => panic!("{other:?}"),
                 }
-                other => panic!("{other:?}"),
             }
         }
         assert_eq!(

@@ -12,12 +12,14 @@ pub mod hl7_file;
 pub mod ndjson;
 pub mod pg_tls;
 pub mod postgres;
+pub mod rows;
 
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::record::Record;
+use rows::RowBatch;
 
 /// One item read from a source.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +40,19 @@ pub enum SourceItem {
         /// The raw input, as text (lossy), bounded in size.
         raw: String,
     },
+    /// Rows of one file not decoded yet; each becomes a record or a malformed item where it
+    /// is processed (see [`rows`]).
+    Rows(RowBatch),
+}
+
+impl SourceItem {
+    /// This item as records and malformed items, a batch of rows decoded in order.
+    pub fn into_items(self) -> Vec<SourceItem> {
+        match self {
+            SourceItem::Rows(batch) => batch.items().collect(),
+            one => vec![one],
+        }
+    }
 }
 
 /// The most raw text kept for one malformed item; the location points at the rest.

@@ -1,12 +1,16 @@
 //! NDJSON and FHIR NDJSON files: one JSON object (or one FHIR R4 resource) per line.
 //!
 //! A line that is not valid JSON, not an object, not valid in the charset, or (FHIR) has no
-//! `resourceType` is quarantined with its line number; the file goes on.
+//! `resourceType` is quarantined with its line number; the file goes on. The reader only
+//! splits lines (into [`RowBatch`]es); [`NdjsonRowDecoder`] parses them on the thread that
+//! processes them.
 
 use std::io::BufRead;
+use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::rows::{Decoded, RawRow, RowBatch, RowDecoder};
 use super::{SourceError, SourceItem, bounded_raw};
 use crate::api::data_source::Charset;
 use crate::worker::charset;
@@ -14,16 +18,54 @@ use crate::worker::charset;
 /// The longest line read whole; longer lines are quarantined without being held in memory.
 pub const MAX_LINE: usize = 16 * 1024 * 1024;
 
-/// Reads one NDJSON file as records.
+/// Reads one NDJSON file as batches of lines.
 pub struct NdjsonRecords<R: BufRead> {
     input: R,
     charset: Charset,
-    fhir: bool,
+    decoder: Arc<NdjsonRowDecoder>,
     label: String,
+    /// Where lines are, before their number: `<label>:`.
+    location: Arc<str>,
     source_name: String,
     line_no: u64,
     buf: Vec<u8>,
+    /// What comes after the batch being handed on (an over-long line, an error, the end).
+    after_batch: Option<Option<Result<SourceItem, SourceError>>>,
     done: bool,
+}
+
+/// Parses NDJSON lines (FHIR: objects with a `resourceType`) in one charset.
+pub struct NdjsonRowDecoder {
+    charset: Charset,
+    fhir: bool,
+}
+
+impl RowDecoder for NdjsonRowDecoder {
+    fn decode(&self, row: RawRow<'_>) -> Decoded {
+        let line = row.bytes;
+        let parsed: Result<Value, String> = match self.charset {
+            Charset::Utf8 => serde_json::from_slice(line).map_err(|e| format!("invalid JSON: {e}")),
+            cs => match charset::decode(line, cs) {
+                Some(text) => serde_json::from_str(&text).map_err(|e| format!("invalid JSON: {e}")),
+                None => Err(format!("line is not valid {}", cs.label())),
+            },
+        };
+        let reason = match parsed {
+            Err(reason) => reason,
+            Ok(Value::Object(record)) => {
+                if self.fhir && !record.get("resourceType").is_some_and(Value::is_string) {
+                    "FHIR resource has no resourceType".into()
+                } else {
+                    return Decoded::Record(record);
+                }
+            }
+            Ok(_) => "line is JSON but not an object".into(),
+        };
+        Decoded::Malformed {
+            reason,
+            raw: bounded_raw(charset::lossy(line, self.charset)),
+        }
+    }
 }
 
 impl<R: BufRead> NdjsonRecords<R> {
@@ -32,11 +74,13 @@ impl<R: BufRead> NdjsonRecords<R> {
         NdjsonRecords {
             input,
             charset,
-            fhir,
+            decoder: Arc::new(NdjsonRowDecoder { charset, fhir }),
+            location: format!("{label}:").into(),
             label,
             source_name,
             line_no: 0,
             buf: Vec::with_capacity(4096),
+            after_batch: None,
             done: false,
         }
     }
@@ -98,65 +142,67 @@ fn memchr_newline(b: &[u8]) -> Option<usize> {
     b.iter().position(|c| *c == b'\n')
 }
 
-impl<R: BufRead> Iterator for NdjsonRecords<R> {
-    type Item = Result<SourceItem, SourceError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<R: BufRead> NdjsonRecords<R> {
+    /// The next line to batch, or what ends the batch: `Err(None)` at the end of the file,
+    /// `Err(Some(item))` for an over-long line or a read error.
+    fn next_line(&mut self) -> Result<(), Option<Result<SourceItem, SourceError>>> {
         loop {
             if self.done {
-                return None;
+                return Err(None);
             }
             let (n, cut) = match self.read_line() {
                 Ok(r) => r,
                 Err(source) => {
                     self.done = true;
-                    return Some(Err(SourceError::Io {
+                    return Err(Some(Err(SourceError::Io {
                         source_name: self.source_name.clone(),
                         path: self.label.clone(),
                         source,
-                    }));
+                    })));
                 }
             };
             if n == 0 {
                 self.done = true;
-                return None;
+                return Err(None);
             }
             self.line_no += 1;
             if cut {
-                return Some(Ok(
+                return Err(Some(Ok(
                     self.malformed(format!("line longer than {MAX_LINE} bytes"))
-                ));
+                )));
             }
-            let line = trim_line(&self.buf);
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
+            if !trim_line(&self.buf).iter().all(u8::is_ascii_whitespace) {
+                return Ok(());
             }
-            let parsed: Result<Value, String> = match self.charset {
-                Charset::Utf8 => {
-                    serde_json::from_slice(line).map_err(|e| format!("invalid JSON: {e}"))
-                }
-                cs => match charset::decode(line, cs) {
-                    Some(text) => {
-                        serde_json::from_str(&text).map_err(|e| format!("invalid JSON: {e}"))
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for NdjsonRecords<R> {
+    type Item = Result<SourceItem, SourceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(after) = self.after_batch.take() {
+            return after;
+        }
+        let mut batch: Option<RowBatch> = None;
+        loop {
+            if let Err(end) = self.next_line() {
+                // The lines read so far go first; what ended the batch follows them.
+                return match batch {
+                    Some(b) => {
+                        self.after_batch = Some(end);
+                        Some(Ok(SourceItem::Rows(b)))
                     }
-                    None => Err(format!("line is not valid {}", cs.label())),
-                },
-            };
-            let item = match parsed {
-                Err(reason) => self.malformed(reason),
-                Ok(Value::Object(record)) => {
-                    if self.fhir && !record.get("resourceType").is_some_and(Value::is_string) {
-                        self.malformed("FHIR resource has no resourceType".into())
-                    } else {
-                        SourceItem::Record {
-                            record,
-                            location: format!("{}:{}", self.label, self.line_no),
-                        }
-                    }
-                }
-                Ok(_) => self.malformed("line is JSON but not an object".into()),
-            };
-            return Some(Ok(item));
+                    None => end,
+                };
+            }
+            let b = batch
+                .get_or_insert_with(|| RowBatch::new(self.decoder.clone(), self.location.clone()));
+            b.push_line(self.line_no, trim_line(&self.buf));
+            if b.is_full() {
+                return batch.map(|b| Ok(SourceItem::Rows(b)));
+            }
         }
     }
 }
@@ -173,7 +219,7 @@ mod tests {
 
     fn read(bytes: &[u8], cs: Charset, fhir: bool) -> Vec<SourceItem> {
         NdjsonRecords::new(bytes, cs, fhir, "f.ndjson".into(), "s".into())
-            .map(|r| r.unwrap())
+            .flat_map(|r| r.unwrap().into_items())
             .collect()
     }
 
