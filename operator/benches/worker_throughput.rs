@@ -150,13 +150,6 @@ fn manifests(kind: Kind) -> String {
             "    - validate: {rules: [{name: id, field: id_card, check: residentId}, {name: v, field: result_value, type: number}]}\n    - link: {identityFields: [id_card], outputField: person, key: {name: keys, key: hmac-key}}\n",
         ),
     };
-    let steps = if std::env::var("WT_STEPS").as_deref() == Ok("none") {
-        "    - map: {fields: [{from: unit, to: unit2}]}\n".to_string()
-    } else {
-        format!(
-            "{link}    - deidentify:\n        keys: {{secretName: keys}}\n        rules:{rules}\n"
-        )
-    };
     format!(
         r#"
 apiVersion: medplat.io/v1alpha1
@@ -185,7 +178,10 @@ spec:
   purpose: Treatment
   sources: [src]
   steps:
-{steps}  sink: {{tier: curated, dataset: out, format: ndjson}}
+{link}    - deidentify:
+        keys: {{secretName: keys}}
+        rules:{rules}
+  sink: {{tier: curated, dataset: out, format: ndjson}}
 ---
 apiVersion: medplat.io/v1alpha1
 kind: AccessPolicy

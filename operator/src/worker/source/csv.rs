@@ -35,11 +35,51 @@ pub struct CsvRecords<R: Read> {
 pub struct CsvRowDecoder {
     headers: Vec<String>,
     charset: Charset,
+    /// A record with every header name and null values: cloning it lays a row's record out
+    /// without sorting or comparing the names again for every row.
+    template: Record,
+    /// The column of each of the template's fields, in the template's (sorted) order.
+    columns: Vec<usize>,
 }
 
 impl CsvRowDecoder {
+    /// A decoder for rows under `headers` (unique names) in `charset`.
+    pub fn new(headers: Vec<String>, charset: Charset) -> Self {
+        let template: Record = headers.iter().map(|h| (h.clone(), Value::Null)).collect();
+        let columns = template
+            .keys()
+            .filter_map(|k| headers.iter().position(|h| h == k))
+            .collect();
+        CsvRowDecoder {
+            headers,
+            charset,
+            template,
+            columns,
+        }
+    }
+
     fn raw_text(&self, row: &RawRow<'_>) -> String {
         raw_fields(row.fields(), self.charset)
+    }
+
+    /// The quarantine entry of a row with a field that is not valid in the charset: the first
+    /// such field in the header's order.
+    fn undecodable(&self, row: &RawRow<'_>) -> Decoded {
+        let bad = self
+            .headers
+            .iter()
+            .zip(row.fields())
+            .position(|(_, bytes)| charset::decode(bytes, self.charset).is_none())
+            .unwrap_or(0);
+        let name = self.headers.get(bad).map_or("", String::as_str);
+        Decoded::Malformed {
+            reason: format!(
+                "field {} ({name}) is not valid {}",
+                bad + 1,
+                self.charset.label()
+            ),
+            raw: self.raw_text(row),
+        }
     }
 }
 
@@ -50,36 +90,26 @@ fn raw_fields<'a>(fields: impl Iterator<Item = &'a [u8]>, cs: Charset) -> String
 
 impl RowDecoder for CsvRowDecoder {
     fn decode(&self, row: RawRow<'_>) -> Decoded {
-        let headers = &self.headers;
-        if row.field_ends.len() != headers.len() {
+        if row.field_ends.len() != self.headers.len() {
             return Decoded::Malformed {
                 reason: format!(
                     "row has {} fields, the header has {} (broken quoting or delimiter?)",
                     row.field_ends.len(),
-                    headers.len()
+                    self.headers.len()
                 ),
                 raw: self.raw_text(&row),
             };
         }
-        let mut fields = Vec::with_capacity(headers.len());
-        for (i, (name, bytes)) in headers.iter().zip(row.fields()).enumerate() {
-            match charset::decode(bytes, self.charset) {
-                Some(text) => fields.push((name.clone(), Value::String(text.into_owned()))),
-                None => {
-                    return Decoded::Malformed {
-                        reason: format!(
-                            "field {} ({name}) is not valid {}",
-                            i + 1,
-                            self.charset.label()
-                        ),
-                        raw: self.raw_text(&row),
-                    };
-                }
+        let mut record = self.template.clone();
+        for (value, column) in record.values_mut().zip(&self.columns) {
+            let text = row
+                .field(*column)
+                .and_then(|bytes| charset::decode(bytes, self.charset));
+            match text {
+                Some(text) => *value = Value::String(text.into_owned()),
+                None => return self.undecodable(&row),
             }
         }
-        // Built in one go from the collected fields (sorted, then laid out once) rather than
-        // by one search-and-insert per field; header names are unique.
-        let record: Record = fields.into_iter().collect();
         Decoded::Record(record)
     }
 }
@@ -140,10 +170,7 @@ impl<R: Read> CsvRecords<R> {
             }
             names.push(name);
         }
-        Ok(CsvRowDecoder {
-            headers: names,
-            charset: self.charset,
-        })
+        Ok(CsvRowDecoder::new(names, self.charset))
     }
 
     fn malformed_file(&mut self, reason: String) -> SourceItem {
@@ -273,6 +300,13 @@ mod tests {
             "{reason}"
         );
         assert!(matches!(&items[1], SourceItem::Record { .. }));
+
+        // Records lay fields out by name; the reason still names the first bad column.
+        let items = read(b"z,a\n\xff,\xfe\n", Charset::Utf8);
+        let SourceItem::Malformed { reason, .. } = &items[0] else {
+            panic!()
+        };
+        assert!(reason.contains("field 1 (z)"), "{reason}");
     }
 
     /// A file that breaks (an I/O error) after `good` bytes.

@@ -28,6 +28,16 @@ pub struct RawRow<'a> {
 }
 
 impl RawRow<'_> {
+    /// CSV field `i` of the row, if it has one.
+    pub fn field(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.field_ends.get(i)? as usize;
+        let start = match i.checked_sub(1) {
+            Some(p) => *self.field_ends.get(p)? as usize,
+            None => 0,
+        };
+        self.bytes.get(start..end)
+    }
+
     /// The CSV fields of the row.
     pub fn fields(&self) -> impl Iterator<Item = &[u8]> + '_ {
         let mut start = 0;
@@ -247,6 +257,14 @@ mod tests {
         b.push_line(4, b"line");
         b.prefix_locations("lis");
         assert_eq!(b.len(), 3);
+        let row = RawRow {
+            bytes: b"abc",
+            field_ends: &[1, 1, 3],
+        };
+        assert_eq!(
+            (row.field(0), row.field(1), row.field(2), row.field(3)),
+            (Some(&b"a"[..]), Some(&b""[..]), Some(&b"bc"[..]), None)
+        );
         let items: Vec<SourceItem> = b.items().collect();
         let SourceItem::Record { record, location } = &items[0] else {
             panic!("{items:?}")
