@@ -604,3 +604,93 @@ fn worker_mllp_listener_acks_lands_and_survives_bad_clients() {
     assert_eq!(events.lines().count(), 3);
     assert!(events.contains("\"who\":\"system:serviceaccount:clinical:medplat-source-adt-feed\""));
 }
+
+/// The CA of the loopback PostgreSQL's server certificate (issued for `localhost` only), or
+/// `None` to skip, as `pg_url` does.
+fn pg_ca() -> Option<String> {
+    match std::env::var("MEDPLAT_TEST_PG_CA") {
+        Ok(path) => Some(std::fs::read_to_string(path).unwrap()),
+        Err(_) => {
+            assert!(
+                std::env::var("MEDPLAT_REQUIRE_REAL_TOOLS").as_deref() != Ok("1"),
+                "MEDPLAT_TEST_PG_CA is unset but MEDPLAT_REQUIRE_REAL_TOOLS=1"
+            );
+            eprintln!("SKIPPING worker PostgreSQL TLS test: MEDPLAT_TEST_PG_CA is unset");
+            None
+        }
+    }
+}
+
+#[test]
+fn worker_postgres_over_tls_encrypts_and_verify_full_checks_the_ca_and_the_name() {
+    let (Some(url), Some(ca)) = (pg_url(), pg_ca()) else {
+        return;
+    };
+    let rt = runtime();
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = format!("medplat_worker_tls_{}", std::process::id());
+    let (root, client) = fresh_database(&rt, &config, &db);
+    rt.block_on(client.batch_execute(
+        "CREATE SCHEMA his; CREATE TABLE his.visit (id int, note text);
+         INSERT INTO his.visit SELECT i, '复诊' || i FROM generate_series(1, 3) i;",
+    ))
+    .unwrap();
+    // The server reports the session's own TLS state, so the output proves the encryption.
+    let query = "SELECT v.id, s.ssl, s.version FROM his.visit v CROSS JOIN pg_stat_ssl s WHERE s.pid = pg_backend_pid()";
+
+    // (host, sslMode, ca.crt in the credentials Secret, the failure expected)
+    let cases: [(&str, &str, bool, Option<&str>); 4] = [
+        ("localhost", "verify-full", true, None),
+        ("localhost", "require", false, None),
+        // The certificate names localhost only.
+        ("127.0.0.1", "verify-full", true, Some("not valid for name")),
+        // The system roots do not know the test CA.
+        ("localhost", "verify-full", false, Some("UnknownIssuer")),
+    ];
+    for (host, mode, with_ca, failure) in cases {
+        let case = format!("{host} {mode} ca={with_ca}");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        secret(d, "pg", "username", "medplat\n");
+        secret(d, "pg", "password", "unused-with-trust-auth\n");
+        if with_ca {
+            secret(d, "pg", "ca.crt", &ca);
+        }
+        write_manifests(
+            d,
+            &format!(
+                "  system: HIS\n  connector: {{postgres: {{host: {host}, port: {port}, database: {db}, query: {query:?}, sslMode: {mode}}}}}\n  credentials: {{secretName: pg}}"
+            ),
+            "[]",
+        );
+        let report = run(&rt, &doc(d));
+        match failure {
+            None => {
+                assert!(report.error.is_none(), "{case}: {:?}", report.summary);
+                let rows = output_rows(d);
+                assert_eq!(rows.len(), 3, "{case}");
+                for r in rows {
+                    assert_eq!(r["ssl"], true, "{case}: {r}");
+                    assert!(
+                        r["version"].as_str().unwrap().starts_with("TLSv1."),
+                        "{case}: {r}"
+                    );
+                }
+            }
+            Some(want) => {
+                let message = report.summary.message.clone().unwrap_or_default();
+                assert!(report.error.is_some(), "{case} connected");
+                assert!(message.contains(want), "{case}: {message}");
+                assert!(message.contains("cannot connect"), "{case}: {message}");
+                assert!(
+                    !d.join("data/out/data").exists(),
+                    "{case}: output committed"
+                );
+            }
+        }
+    }
+
+    drop(client);
+    drop_database(&rt, &root, &db);
+}

@@ -8,6 +8,8 @@ command -v amtool >/dev/null || need_pkgs+=(prometheus-alertmanager)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 # Packaging tests: Argo CD's health scripts are Lua 5.1.
 command -v lua5.1 >/dev/null || need_pkgs+=(lua5.1)
+# The PostgreSQL TLS test's throw-away CA and server certificate.
+command -v openssl >/dev/null || need_pkgs+=(openssl)
 if ((${#need_pkgs[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     echo "test-all: installing ${need_pkgs[*]} with apt" >&2
@@ -35,10 +37,23 @@ pg_port=$((20000 + RANDOM % 20000))
 run_pg() {
   if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
-if [[ $(id -u) -eq 0 ]]; then chown postgres "$pg_dir"; fi
+# TLS for the worker's sslMode tests: a throw-away CA and a server certificate for the name
+# "localhost" only, so verify-full towards 127.0.0.1 must fail on the name.
+tls="$pg_dir/tls"
+mkdir -p "$tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj "/CN=medplat test CA" -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+  -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$tls/ext"
+openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial \
+  -days 2 -extfile "$tls/ext" -out "$tls/server.crt" 2>/dev/null
+chmod 600 "$tls/server.key" "$tls/ca.key"
+if [[ $(id -u) -eq 0 ]]; then chown -R postgres "$pg_dir"; fi
 run_pg "$pg_bin/initdb" -D "$pg_dir/data" -U medplat --auth=trust -E UTF8 >/dev/null
 run_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
-  -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $pg_dir" start >/dev/null
+  -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $pg_dir -c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key" \
+  start >/dev/null
 cleanup() {
   run_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$pg_dir"
@@ -46,6 +61,7 @@ cleanup() {
 trap cleanup EXIT
 
 export MEDPLAT_TEST_PG_URL="postgresql://medplat@127.0.0.1:$pg_port/postgres"
+export MEDPLAT_TEST_PG_CA="$tls/ca.crt"
 # Tests that need a real tool fail instead of skipping when this is set.
 export MEDPLAT_REQUIRE_REAL_TOOLS=1
 "$@"
