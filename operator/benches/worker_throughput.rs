@@ -12,7 +12,12 @@
 //! cargo bench -p medplat --bench worker_throughput            # 1,000,000 records, 3 rounds
 //! cargo bench -p medplat --bench worker_throughput -- 200000 5 # records, rounds
 //! cargo bench -p medplat --bench worker_throughput -- 200000 5 csv # one input kind only
+//! MEDPLAT_BENCH_STEPS=read-write cargo bench -p medplat --bench worker_throughput -- 200000 3 csv
 //! ```
+//!
+//! `MEDPLAT_BENCH_STEPS` runs one stage instead of the whole pipeline, to see what each costs:
+//! `read-write` (a map step that renames one field: reading, decoding, writing, the output's
+//! checksum), `validate` and `link` (CSV only), or `deidentify`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -93,10 +98,12 @@ fn generate(kind: Kind, n: u64, path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().len()
 }
 
+const CSV_VALIDATE: &str = "    - validate: {rules: [{name: id, field: id_card, check: residentId}, {name: v, field: result_value, type: number}]}\n";
+const CSV_LINK: &str = "    - link: {identityFields: [id_card], outputField: person, key: {name: keys, key: hmac-key}}\n";
 const SECRET: &str = "11111111111111111111111111111111111111111111111111111111111111aa";
 
 fn manifests(kind: Kind) -> String {
-    let (source, fields, rules, link) = match kind {
+    let (source, fields, rules) = match kind {
         Kind::Fhir => (
             "files: {location: {tier: raw, path: in}, format: fhir-ndjson, pattern: \"*.ndjson\"}",
             r#"
@@ -123,7 +130,6 @@ fn manifests(kind: Kind) -> String {
           - {identifier: direct, method: redact}
           - {identifier: quasi, method: keep}
           - {identifier: none, method: keep}"#,
-            "",
         ),
         Kind::Csv => (
             "files: {location: {tier: raw, path: in}, format: csv, pattern: \"*.csv\"}",
@@ -147,8 +153,18 @@ fn manifests(kind: Kind) -> String {
           - {identifier: direct, method: redact}
           - {identifier: quasi, method: keep}
           - {identifier: none, method: keep}"#,
-            "    - validate: {rules: [{name: id, field: id_card, check: residentId}, {name: v, field: result_value, type: number}]}\n    - link: {identityFields: [id_card], outputField: person, key: {name: keys, key: hmac-key}}\n",
         ),
+    };
+    // One stage alone, to see what each costs (`MEDPLAT_BENCH_STEPS`); CSV's steps only.
+    let deidentify =
+        format!("    - deidentify:\n        keys: {{secretName: keys}}\n        rules:{rules}\n");
+    let steps = match (kind, std::env::var("MEDPLAT_BENCH_STEPS").as_deref()) {
+        (_, Ok("read-write")) => "    - map: {fields: [{from: unit, to: unit2}]}\n".to_string(),
+        (Kind::Csv, Ok("validate")) => CSV_VALIDATE.to_string(),
+        (Kind::Csv, Ok("link")) => CSV_LINK.to_string(),
+        (_, Ok("deidentify")) => deidentify,
+        (Kind::Csv, _) => format!("{CSV_VALIDATE}{CSV_LINK}{deidentify}"),
+        (Kind::Fhir, _) => deidentify,
     };
     format!(
         r#"
@@ -178,10 +194,7 @@ spec:
   purpose: Treatment
   sources: [src]
   steps:
-{link}    - deidentify:
-        keys: {{secretName: keys}}
-        rules:{rules}
-  sink: {{tier: curated, dataset: out, format: ndjson}}
+{steps}  sink: {{tier: curated, dataset: out, format: ndjson}}
 ---
 apiVersion: medplat.io/v1alpha1
 kind: AccessPolicy

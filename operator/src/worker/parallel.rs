@@ -128,83 +128,95 @@ struct Done {
     line_count: u64,
 }
 
-/// The work of one batch: processed items to settle and the lines of kept records.
-struct Batch<'s, 'r> {
-    steps: &'s [&'r dyn RecordStep],
-    serialise: bool,
-    done: Done,
+/// Where a record came from, told only when it is needed (most kept records never need it).
+enum Location<'a> {
+    /// Already known.
+    Known(String),
+    /// A row of a batch, by its index.
+    Row(&'a RowBatch, usize),
 }
 
-impl Batch<'_, '_> {
-    /// Applies the steps to one record; `location` is built only when it is needed.
-    fn record(
-        &mut self,
-        mut record: Record,
-        location: impl FnOnce() -> String,
-    ) -> Result<(), String> {
-        let verdict = apply_steps(self.steps, &mut record);
-        if self.serialise && matches!(verdict, Verdict::Keep) {
-            let lines = &mut self.done.lines;
-            serde_json::to_writer(&mut *lines, &record)
-                .map_err(|e| format!("cannot serialise a record from {}: {e}", location()))?;
-            lines.push(b'\n');
-            self.done.line_count += 1;
+impl Location<'_> {
+    fn text(self) -> String {
+        match self {
+            Location::Known(s) => s,
+            Location::Row(rows, i) => rows.location(i),
+        }
+    }
+}
+
+/// One record to process, or input that is not one.
+enum Input<'a> {
+    Record(Record, Location<'a>),
+    Malformed(Processed),
+}
+
+/// Hands every record of `fed` (rows decoded one at a time) to `each`, in order.
+fn each_input<E>(fed: Fed, each: &mut dyn FnMut(Input<'_>) -> Result<(), E>) -> Result<(), E> {
+    match fed {
+        Fed::Malformed {
+            location,
+            reason,
+            raw,
+        } => each(Input::Malformed(Processed::Malformed {
+            location,
+            reason,
+            raw,
+        })),
+        Fed::Record(record, location) => each(Input::Record(record, Location::Known(location))),
+        Fed::Rows(rows) => {
+            for i in 0..rows.len() {
+                let input = match rows.decode(i) {
+                    Decoded::Record(record) => Input::Record(record, Location::Row(&rows, i)),
+                    Decoded::Malformed { reason, raw } => Input::Malformed(Processed::Malformed {
+                        location: rows.location(i),
+                        reason,
+                        raw,
+                    }),
+                };
+                each(input)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Processes a batch on a worker: kept records serialised (when `serialise`), the rest kept
+/// as items for the reading thread to settle.
+fn process(steps: &[&dyn RecordStep], serialise: bool, batch: Vec<Fed>) -> Result<Done, String> {
+    let records: usize = batch.iter().map(Fed::weight).sum();
+    let mut done = Done {
+        items: Vec::new(),
+        lines: Vec::with_capacity(if serialise { records * 256 } else { 0 }),
+        line_count: 0,
+    };
+    let mut each = |input: Input<'_>| -> Result<(), String> {
+        let (mut record, location) = match input {
+            Input::Malformed(item) => {
+                done.items.push(item);
+                return Ok(());
+            }
+            Input::Record(record, location) => (record, location),
+        };
+        let verdict = apply_steps(steps, &mut record);
+        if serialise && matches!(verdict, Verdict::Keep) {
+            serde_json::to_writer(&mut done.lines, &record)
+                .map_err(|e| format!("cannot serialise a record from {}: {e}", location.text()))?;
+            done.lines.push(b'\n');
+            done.line_count += 1;
         } else {
-            self.done.items.push(Processed::Record {
+            done.items.push(Processed::Record {
                 record,
-                location: location(),
+                location: location.text(),
                 verdict,
             });
         }
         Ok(())
-    }
-
-    fn fed(&mut self, fed: Fed) -> Result<(), String> {
-        match fed {
-            Fed::Malformed {
-                location,
-                reason,
-                raw,
-            } => self.done.items.push(Processed::Malformed {
-                location,
-                reason,
-                raw,
-            }),
-            Fed::Record(record, location) => self.record(record, || location)?,
-            Fed::Rows(rows) => {
-                for i in 0..rows.len() {
-                    match rows.decode(i) {
-                        Decoded::Record(record) => self.record(record, || rows.location(i))?,
-                        Decoded::Malformed { reason, raw } => {
-                            self.done.items.push(Processed::Malformed {
-                                location: rows.location(i),
-                                reason,
-                                raw,
-                            })
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn process(steps: &[&dyn RecordStep], serialise: bool, batch: Vec<Fed>) -> Result<Done, String> {
-    let records: usize = batch.iter().map(Fed::weight).sum();
-    let mut work = Batch {
-        steps,
-        serialise,
-        done: Done {
-            items: Vec::new(),
-            lines: Vec::with_capacity(if serialise { records * 256 } else { 0 }),
-            line_count: 0,
-        },
     };
     for fed in batch {
-        work.fed(fed)?;
+        each_input(fed, &mut each)?;
     }
-    Ok(work.done)
+    Ok(done)
 }
 
 fn settle_done<E: Ends>(ends: &mut E, done: Done) -> Result<(), E::Error> {
@@ -214,22 +226,24 @@ fn settle_done<E: Ends>(ends: &mut E, done: Done) -> Result<(), E::Error> {
     ends.lines(&done.lines, done.line_count)
 }
 
-/// Runs one segment on the calling thread: read, apply, settle, one record at a time.
+/// Runs one segment on the calling thread: read, apply, settle, one record at a time (a
+/// record is gone before the next is decoded, which keeps the allocator's work small).
 pub fn run_serial<E: Ends>(ends: &mut E, steps: &[&dyn RecordStep]) -> Result<(), E::Error> {
     while let Some(fed) = ends.next()? {
-        let mut work = Batch {
-            steps,
-            serialise: false,
-            done: Done {
-                items: Vec::new(),
-                lines: Vec::new(),
-                line_count: 0,
-            },
-        };
-        work.fed(fed).map_err(|m| ends.worker_failed(m))?;
-        for item in work.done.items {
-            ends.settle(item)?;
-        }
+        each_input(fed, &mut |input| {
+            let item = match input {
+                Input::Malformed(item) => item,
+                Input::Record(mut record, location) => {
+                    let verdict = apply_steps(steps, &mut record);
+                    Processed::Record {
+                        record,
+                        location: location.text(),
+                        verdict,
+                    }
+                }
+            };
+            ends.settle(item)
+        })?;
     }
     Ok(())
 }
