@@ -93,38 +93,7 @@ fn segments_of(text: &str) -> impl Iterator<Item = &str> {
         .filter(|s| !s.trim().is_empty())
 }
 
-/// Splits a file's bytes into messages: each `MSH` segment starts a new one. Works on bytes,
-/// before decoding, so one wrongly encoded message does not spoil its neighbours (CR and LF
-/// never occur inside a GB18030 character). Returns each message's bytes (segments joined by
-/// CR) with the 1-based number of its first segment. Segments before the first MSH form a
-/// message of their own, which then fails to parse.
-pub fn split_messages(bytes: &[u8]) -> Vec<(usize, Vec<u8>)> {
-    let mut out: Vec<(usize, Vec<u8>)> = Vec::new();
-    let segments = bytes
-        .split(|b| *b == b'\r' || *b == b'\n')
-        .map(trim_framing)
-        .filter(|s| s.iter().any(|b| !b.is_ascii_whitespace()));
-    for (i, seg) in segments.enumerate() {
-        match out.last_mut() {
-            Some((_, msg)) if !seg.starts_with(b"MSH") => {
-                msg.push(b'\r');
-                msg.extend_from_slice(seg);
-            }
-            _ => out.push((i + 1, seg.to_vec())),
-        }
-    }
-    out
-}
-
-fn trim_framing(mut s: &[u8]) -> &[u8] {
-    while let [0x0b | 0x1c, rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., 0x0b | 0x1c] = s {
-        s = rest;
-    }
-    s
-}
+pub use super::hl7_split::split_messages;
 
 /// Parses one message.
 pub fn parse(text: &str) -> Result<Message, Hl7Error> {
@@ -527,19 +496,6 @@ OBX|2|NM|HGB||\"\"|g/L\r";
         ));
         let minimal = parse("MSH|^~\\&").unwrap();
         assert_eq!(minimal.message_type(), None);
-    }
-
-    #[test]
-    fn files_split_into_messages_at_each_msh() {
-        let text = format!("\u{0b}{ADT}\u{1c}\r\n\n{ADT}");
-        let msgs = split_messages(text.as_bytes());
-        assert_eq!(msgs.len(), 2);
-        assert_eq!(msgs[0].0, 1);
-        assert_eq!(msgs[1].0, 7);
-        assert!(parse(std::str::from_utf8(&msgs[1].1).unwrap()).is_ok());
-        let stray = split_messages(b"PID|1\rMSH|^~\\&|A");
-        assert_eq!(stray.len(), 2);
-        assert!(parse(std::str::from_utf8(&stray[0].1).unwrap()).is_err());
     }
 
     #[test]

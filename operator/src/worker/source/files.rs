@@ -2,10 +2,11 @@
 //! the pattern in one directory of a volume tier, read in name order so runs are deterministic.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use super::csv::CsvRecords;
+use super::hl7_file::Hl7Records;
 use super::ndjson::NdjsonRecords;
 use super::{ByteCounter, CountingReader, RecordSource, SourceError, SourceItem, glob_match};
 use crate::api::data_source::{Charset, FileFormat};
@@ -106,13 +107,12 @@ impl FileSource {
                 label,
                 src,
             )),
-            FileFormat::Hl7v2 => {
-                let mut bytes = Vec::new();
-                let mut reader = reader;
-                reader.read_to_end(&mut bytes).map_err(io_err)?;
-                let items = super::hl7_file::read_messages(&bytes, self.charset, &label);
-                Box::new(items.into_iter().map(Ok))
-            }
+            FileFormat::Hl7v2 => Box::new(Hl7Records::new(
+                BufReader::with_capacity(256 * 1024, reader),
+                self.charset,
+                label,
+                src,
+            )),
         })
     }
 }

@@ -157,7 +157,8 @@ impl RowBatch {
         s
     }
 
-    /// Decodes row `i` (an index past the end decodes as an empty, malformed row).
+    /// Decodes row `i` (an index past the end decodes as an empty, malformed row); the raw
+    /// text of a malformed row is bounded.
     pub fn decode(&self, i: usize) -> Decoded {
         let Some(end) = self.rows.get(i) else {
             return Decoded::Malformed {
@@ -169,13 +170,20 @@ impl RowBatch {
             Some(prev) => (prev.bytes, prev.fields),
             None => (0, 0),
         };
-        self.decoder.decode(RawRow {
+        let decoded = self.decoder.decode(RawRow {
             bytes: self.bytes.get(start..end.bytes).unwrap_or_default(),
             field_ends: self
                 .field_ends
                 .get(fields_start..end.fields)
                 .unwrap_or_default(),
-        })
+        });
+        match decoded {
+            Decoded::Malformed { reason, raw } => Decoded::Malformed {
+                reason,
+                raw: bounded_raw(raw),
+            },
+            record => record,
+        }
     }
 
     /// Row `i` decoded as a source item with its location.
@@ -188,7 +196,7 @@ impl RowBatch {
             Decoded::Malformed { reason, raw } => SourceItem::Malformed {
                 location: self.location(i),
                 reason,
-                raw: bounded_raw(raw),
+                raw,
             },
         }
     }
