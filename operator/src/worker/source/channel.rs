@@ -9,8 +9,11 @@ use tokio::sync::mpsc;
 
 use super::{ByteCounter, RecordSource, SourceError, SourceItem};
 
-/// Items in flight between the reader task and the pipeline.
-pub const CHANNEL_DEPTH: usize = 1024;
+/// Records in flight between a reader task that sends one record at a time and the pipeline.
+pub const RECORDS_IN_FLIGHT: usize = 1024;
+
+/// Batches of rows in flight between a reader task that sends batches and the pipeline.
+pub const BATCHES_IN_FLIGHT: usize = 4;
 
 /// What a producer gets to report into.
 #[derive(Clone)]
@@ -44,13 +47,19 @@ pub struct ChannelSource {
 }
 
 impl ChannelSource {
-    /// Spawns `produce` on `runtime`; its error, if any, becomes the last item.
-    pub fn spawn<F, Fut>(runtime: &tokio::runtime::Handle, description: String, produce: F) -> Self
+    /// Spawns `produce` on `runtime` with at most `depth` items in flight; its error, if any,
+    /// becomes the last item.
+    pub fn spawn<F, Fut>(
+        runtime: &tokio::runtime::Handle,
+        description: String,
+        depth: usize,
+        produce: F,
+    ) -> Self
     where
         F: FnOnce(Producer) -> Fut,
         Fut: Future<Output = Result<(), SourceError>> + Send + 'static,
     {
-        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let (tx, rx) = mpsc::channel(depth.max(1));
         let producer = Producer {
             tx: tx.clone(),
             bytes: ByteCounter::default(),

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::channel::{ChannelSource, Producer};
+use super::channel::{ChannelSource, Producer, RECORDS_IN_FLIGHT};
 use super::{SourceError, SourceItem, bounded_raw};
 use crate::worker::secrets::SecretValue;
 
@@ -31,7 +31,7 @@ pub struct FhirRead {
 /// Starts the read on `runtime`.
 pub fn open(runtime: &tokio::runtime::Handle, read: FhirRead) -> ChannelSource {
     let description = read.base_url.clone();
-    ChannelSource::spawn(runtime, description, move |producer| {
+    ChannelSource::spawn(runtime, description, RECORDS_IN_FLIGHT, move |producer| {
         produce(read, producer)
     })
 }

@@ -40,6 +40,13 @@ pub struct NdjsonRowDecoder {
     fhir: bool,
 }
 
+impl NdjsonRowDecoder {
+    /// A decoder of lines in `charset`; with `fhir`, every object needs a `resourceType`.
+    pub fn new(charset: Charset, fhir: bool) -> Self {
+        NdjsonRowDecoder { charset, fhir }
+    }
+}
+
 impl RowDecoder for NdjsonRowDecoder {
     fn decode(&self, row: RawRow<'_>) -> Decoded {
         let line = row.bytes;
@@ -74,7 +81,7 @@ impl<R: BufRead> NdjsonRecords<R> {
         NdjsonRecords {
             input,
             charset,
-            decoder: Arc::new(NdjsonRowDecoder { charset, fhir }),
+            decoder: Arc::new(NdjsonRowDecoder::new(charset, fhir)),
             location: format!("{label}:").into(),
             label,
             source_name,

@@ -3,14 +3,19 @@
 //! the last committed watermark.
 //!
 //! Every row is turned into JSON by the server (`row_to_json`), so every column type arrives
-//! in its JSON form without client-side type mapping. The password comes from a Secret file
-//! and appears in no message.
+//! in its JSON form without client-side type mapping; the rows go on as batches of JSON text,
+//! parsed on the worker threads like NDJSON lines. The password comes from a Secret file and
+//! appears in no message.
 
-use serde_json::Value;
+use std::sync::Arc;
+
 use tokio_postgres::config::SslMode as PgSslMode;
 
-use super::channel::{ChannelSource, Producer};
-use super::{SourceError, SourceItem, bounded_raw};
+use super::channel::{BATCHES_IN_FLIGHT, ChannelSource, Producer};
+use super::ndjson::NdjsonRowDecoder;
+use super::rows::RowBatch;
+use super::{SourceError, SourceItem};
+use crate::api::data_source::Charset;
 use crate::api::data_source::{SqlConnector, SslMode};
 use crate::worker::secrets::SecretValue;
 
@@ -84,7 +89,7 @@ impl PgRead {
 /// Starts the read on `runtime`; items arrive through the returned source.
 pub fn open(runtime: &tokio::runtime::Handle, read: PgRead) -> ChannelSource {
     let description = read.describe();
-    ChannelSource::spawn(runtime, description, move |producer| {
+    ChannelSource::spawn(runtime, description, BATCHES_IN_FLIGHT, move |producer| {
         produce(read, producer)
     })
 }
@@ -209,6 +214,9 @@ async fn produce(read: PgRead, producer: Producer) -> Result<(), SourceError> {
         .unwrap_or_else(|| "query".into());
     let mut row_no: u64 = 0;
     let mut watermark = read.after.clone();
+    let decoder = Arc::new(NdjsonRowDecoder::new(Charset::Utf8, false));
+    let location: Arc<str> = format!("{label}#").into();
+    let mut batch = RowBatch::new(decoder.clone(), location.clone());
     loop {
         let rows = tx
             .query_portal(&portal, BATCH_ROWS)
@@ -219,26 +227,26 @@ async fn produce(read: PgRead, producer: Producer) -> Result<(), SourceError> {
         }
         for row in rows {
             row_no += 1;
-            let location = format!("{label}#{row_no}");
-            let json: Option<String> = row.try_get(0).map_err(|e| read.remote("bad row", e))?;
+            // A NULL row (it cannot come from row_to_json) would be quarantined as empty JSON.
+            let json: Option<&str> = row.try_get(0).map_err(|e| read.remote("bad row", e))?;
             let wm: Option<String> = row.try_get(1).map_err(|e| read.remote("bad row", e))?;
             let json = json.unwrap_or_default();
             producer.bytes.add(json.len() as u64);
             if wm.is_some() {
                 watermark = wm;
             }
-            let item = match serde_json::from_str::<Value>(&json) {
-                Ok(Value::Object(record)) => SourceItem::Record { record, location },
-                _ => SourceItem::Malformed {
-                    location,
-                    reason: "row did not convert to a JSON object".into(),
-                    raw: bounded_raw(json),
-                },
-            };
-            if !producer.send(Ok(item)).await {
-                return Ok(());
+            batch.push_line(row_no, json.as_bytes());
+            if batch.is_full() {
+                let full =
+                    std::mem::replace(&mut batch, RowBatch::new(decoder.clone(), location.clone()));
+                if !producer.send(Ok(SourceItem::Rows(full))).await {
+                    return Ok(());
+                }
             }
         }
+    }
+    if !batch.is_empty() && !producer.send(Ok(SourceItem::Rows(batch))).await {
+        return Ok(());
     }
     producer.set_watermark(watermark);
     tx.commit()
