@@ -15,6 +15,10 @@
 //! MEDPLAT_BENCH_STEPS=read-write cargo bench -p medplat --bench worker_throughput -- 200000 3 csv
 //! ```
 //!
+//! Under `scripts/lib/with-services.sh` (which sets `MEDPLAT_TEST_PG_URL`) it also reads the
+//! CSV's rows from a PostgreSQL table, against the same cursor read with each row's JSON text
+//! parsed and serialised by `serde_json`.
+//!
 //! `MEDPLAT_BENCH_STEPS` runs one stage instead of the whole pipeline, to see what each costs:
 //! `read-write` (a map step that renames one field: reading, decoding, writing, the output's
 //! checksum), `validate` and `link` (CSV only), or `deidentify`.
@@ -35,6 +39,8 @@ use medplat::worker::local::resolve_from_manifests;
 enum Kind {
     Fhir,
     Csv,
+    /// The CSV's rows in a PostgreSQL table (needs `MEDPLAT_TEST_PG_URL`).
+    Postgres,
 }
 
 /// The bench argument that selects one kind.
@@ -42,6 +48,7 @@ fn kind_arg(kind: Kind) -> &'static str {
     match kind {
         Kind::Fhir => "fhir",
         Kind::Csv => "csv",
+        Kind::Postgres => "postgres",
     }
 }
 
@@ -50,6 +57,7 @@ impl Kind {
         match self {
             Kind::Fhir => "FHIR NDJSON",
             Kind::Csv => "CSV",
+            Kind::Postgres => "PostgreSQL",
         }
     }
 }
@@ -85,7 +93,7 @@ fn generate(kind: Kind, n: u64, path: &Path) -> u64 {
                 }
             }
         }
-        Kind::Csv => {
+        Kind::Csv | Kind::Postgres => {
             writeln!(w, "specimen_id,patient_id,patient_name,id_card,gender,birth_date,test_code,result_value,unit,collected_at").unwrap();
             for i in 0..n {
                 let pid = i / 3;
@@ -102,7 +110,8 @@ const CSV_VALIDATE: &str = "    - validate: {rules: [{name: id, field: id_card, 
 const CSV_LINK: &str = "    - link: {identityFields: [id_card], outputField: person, key: {name: keys, key: hmac-key}}\n";
 const SECRET: &str = "11111111111111111111111111111111111111111111111111111111111111aa";
 
-fn manifests(kind: Kind) -> String {
+fn manifests(kind: Kind, pg: Option<&PgTable>) -> String {
+    let pg_source = pg.map(|t| format!("postgres: {{host: 127.0.0.1, port: {}, database: {}, table: his.lab, sslMode: disable}}}}\n  credentials: {{secretName: pg", t.port, t.db)).unwrap_or_default();
     let (source, fields, rules) = match kind {
         Kind::Fhir => (
             "files: {location: {tier: raw, path: in}, format: fhir-ndjson, pattern: \"*.ndjson\"}",
@@ -131,8 +140,12 @@ fn manifests(kind: Kind) -> String {
           - {identifier: quasi, method: keep}
           - {identifier: none, method: keep}"#,
         ),
-        Kind::Csv => (
-            "files: {location: {tier: raw, path: in}, format: csv, pattern: \"*.csv\"}",
+        Kind::Csv | Kind::Postgres => (
+            if kind == Kind::Csv {
+                "files: {location: {tier: raw, path: in}, format: csv, pattern: \"*.csv\"}"
+            } else {
+                pg_source.as_str()
+            },
             r#"
     - {path: specimen_id, identifier: direct, category: MedicalApplication}
     - {path: patient_id, identifier: direct, category: PersonalAttributes}
@@ -155,15 +168,16 @@ fn manifests(kind: Kind) -> String {
           - {identifier: none, method: keep}"#,
         ),
     };
-    // One stage alone, to see what each costs (`MEDPLAT_BENCH_STEPS`); CSV's steps only.
+    // One stage alone, to see what each costs (`MEDPLAT_BENCH_STEPS`); validate and link are
+    // the CSV rows' steps.
     let deidentify =
         format!("    - deidentify:\n        keys: {{secretName: keys}}\n        rules:{rules}\n");
     let steps = match (kind, std::env::var("MEDPLAT_BENCH_STEPS").as_deref()) {
         (_, Ok("read-write")) => "    - map: {fields: [{from: unit, to: unit2}]}\n".to_string(),
-        (Kind::Csv, Ok("validate")) => CSV_VALIDATE.to_string(),
-        (Kind::Csv, Ok("link")) => CSV_LINK.to_string(),
+        (Kind::Csv | Kind::Postgres, Ok("validate")) => CSV_VALIDATE.to_string(),
+        (Kind::Csv | Kind::Postgres, Ok("link")) => CSV_LINK.to_string(),
         (_, Ok("deidentify")) => deidentify,
-        (Kind::Csv, _) => format!("{CSV_VALIDATE}{CSV_LINK}{deidentify}"),
+        (Kind::Csv | Kind::Postgres, _) => format!("{CSV_VALIDATE}{CSV_LINK}{deidentify}"),
         (Kind::Fhir, _) => deidentify,
     };
     format!(
@@ -215,9 +229,71 @@ struct Setup {
     input: PathBuf,
     bytes: u64,
     doc: ResolvedPipeline,
+    pg: Option<PgTable>,
 }
 
-fn setup(kind: Kind, n: u64) -> Setup {
+/// The bench's table in a database of its own on the test PostgreSQL.
+struct PgTable {
+    config: tokio_postgres::Config,
+    port: u16,
+    db: String,
+}
+
+impl PgTable {
+    async fn connect(&self, db: Option<&str>) -> tokio_postgres::Client {
+        let mut c = self.config.clone();
+        if let Some(db) = db {
+            c.dbname(db);
+        }
+        let (client, conn) = c.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
+    /// Creates the database afresh and loads the CSV file into `his.lab` (every column text);
+    /// returns the bytes of the rows' JSON text, which is what the worker reads.
+    async fn load(&self, csv_file: &Path) -> u64 {
+        use futures::SinkExt;
+        let root = self.connect(None).await;
+        let db = &self.db;
+        root.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+            .await
+            .unwrap();
+        root.batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .unwrap();
+        let client = self.connect(Some(db)).await;
+        client
+            .batch_execute("CREATE SCHEMA his; CREATE TABLE his.lab (specimen_id text, patient_id text, patient_name text, id_card text, gender text, birth_date text, test_code text, result_value text, unit text, collected_at text)")
+            .await
+            .unwrap();
+        let sink = client
+            .copy_in("COPY his.lab FROM STDIN WITH (FORMAT csv, HEADER true)")
+            .await
+            .unwrap();
+        futures::pin_mut!(sink);
+        let bytes = std::fs::read(csv_file).unwrap();
+        sink.send(bytes::Bytes::from(bytes)).await.unwrap();
+        sink.close().await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT sum(length(row_to_json(t)::text::bytea))::int8 FROM his.lab t",
+                &[],
+            )
+            .await
+            .unwrap();
+        row.get::<_, i64>(0) as u64
+    }
+
+    async fn drop_database(&self) {
+        let root = self.connect(None).await;
+        root.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db))
+            .await
+            .unwrap();
+    }
+}
+
+fn setup(kind: Kind, n: u64, rt: &tokio::runtime::Runtime) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     let input = root.join("data/raw/in").join(if kind == Kind::Fhir {
@@ -225,13 +301,30 @@ fn setup(kind: Kind, n: u64) -> Setup {
     } else {
         "in.csv"
     });
-    let bytes = generate(kind, n, &input);
+    let mut bytes = generate(kind, n, &input);
+    let pg = (kind == Kind::Postgres).then(|| {
+        let config: tokio_postgres::Config = std::env::var("MEDPLAT_TEST_PG_URL")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let table = PgTable {
+            config,
+            port,
+            db: format!("medplat_bench_{}", std::process::id()),
+        };
+        bytes = rt.block_on(table.load(&input));
+        std::fs::create_dir_all(root.join("secrets/pg")).unwrap();
+        std::fs::write(root.join("secrets/pg/username"), "medplat").unwrap();
+        std::fs::write(root.join("secrets/pg/password"), "unused-with-trust-auth").unwrap();
+        table
+    });
     std::fs::create_dir_all(root.join("secrets/keys")).unwrap();
     for k in ["hmac-key", "date-shift-key"] {
         std::fs::write(root.join("secrets/keys").join(k), SECRET).unwrap();
     }
     std::fs::create_dir_all(root.join("manifests")).unwrap();
-    std::fs::write(root.join("manifests/m.yaml"), manifests(kind)).unwrap();
+    std::fs::write(root.join("manifests/m.yaml"), manifests(kind, pg.as_ref())).unwrap();
     let doc = resolve_from_manifests(
         &root.join("manifests"),
         "b",
@@ -246,6 +339,7 @@ fn setup(kind: Kind, n: u64) -> Setup {
         input,
         bytes,
         doc,
+        pg,
     }
 }
 
@@ -272,7 +366,35 @@ fn run_pipeline(s: &Setup, rt: &tokio::runtime::Runtime) -> u64 {
     report.summary.records.records_in
 }
 
-fn run_baseline(kind: Kind, s: &Setup) -> u64 {
+/// The limit for PostgreSQL: the worker's own query through a cursor, each row's JSON text
+/// parsed and serialised again with `serde_json`.
+async fn pg_baseline(table: &PgTable, w: &mut impl Write) -> u64 {
+    let mut client = table.connect(Some(&table.db)).await;
+    let tx = client.transaction().await.unwrap();
+    let stmt = tx
+        .prepare("SELECT row_to_json(t)::text, NULL::text FROM \"his\".\"lab\" AS t ORDER BY 1")
+        .await
+        .unwrap();
+    let portal = tx.bind(&stmt, &[]).await.unwrap();
+    let mut n = 0;
+    loop {
+        let rows = tx.query_portal(&portal, 2000).await.unwrap();
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            let json: &str = row.get(0);
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            serde_json::to_writer(&mut *w, &v).unwrap();
+            w.write_all(b"\n").unwrap();
+            n += 1;
+        }
+    }
+    tx.commit().await.unwrap();
+    n
+}
+
+fn run_baseline(kind: Kind, s: &Setup, rt: &tokio::runtime::Runtime) -> u64 {
     let out = s.root.join("baseline.out");
     let mut w = BufWriter::with_capacity(1 << 18, std::fs::File::create(&out).unwrap());
     let mut n = 0;
@@ -298,6 +420,10 @@ fn run_baseline(kind: Kind, s: &Setup) -> u64 {
                 n += 1;
             }
             cw.flush().unwrap();
+        }
+        Kind::Postgres => {
+            let table = s.pg.as_ref().unwrap();
+            n = rt.block_on(pg_baseline(table, &mut w));
         }
     }
     w.flush().unwrap();
@@ -339,7 +465,7 @@ fn main() {
             Kind::Fhir
         };
         let n: u64 = args[2].parse().unwrap();
-        let s = setup(kind, n);
+        let s = setup(kind, n, &rt);
         let before = peak_rss_kib();
         run_pipeline(&s, &rt);
         println!("{} {} {}", s.bytes, before, peak_rss_kib());
@@ -355,11 +481,17 @@ fn main() {
         "worker throughput: {n} records, {rounds} rounds, medians (pipeline and limit interleaved)"
     );
     let only = args.get(2).map(String::as_str);
-    for kind in [Kind::Fhir, Kind::Csv] {
+    for kind in [Kind::Fhir, Kind::Csv, Kind::Postgres] {
         if only.is_some_and(|o| o != kind_arg(kind)) {
             continue;
         }
-        let s = setup(kind, n);
+        if kind == Kind::Postgres && std::env::var_os("MEDPLAT_TEST_PG_URL").is_none() {
+            println!(
+                "PostgreSQL: skipped, MEDPLAT_TEST_PG_URL is unset (run under scripts/lib/with-services.sh)"
+            );
+            continue;
+        }
+        let s = setup(kind, n, &rt);
         let mb = s.bytes as f64 / 1e6;
         let (mut pipe, mut base) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
@@ -367,7 +499,7 @@ fn main() {
             assert_eq!(run_pipeline(&s, &rt), n);
             pipe.push(t.elapsed().as_secs_f64());
             let t = Instant::now();
-            assert_eq!(run_baseline(kind, &s), n);
+            assert_eq!(run_baseline(kind, &s, &rt), n);
             base.push(t.elapsed().as_secs_f64());
         }
         let (p, b) = (median(pipe), median(base));
@@ -381,6 +513,9 @@ fn main() {
             mb / b,
             b / p
         );
+        if let Some(table) = &s.pg {
+            rt.block_on(table.drop_database());
+        }
     }
 
     println!("peak resident memory of the pipeline (child processes):");
