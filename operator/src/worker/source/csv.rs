@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::rows::{Decoded, RawRow, RowBatch, RowDecoder};
+use super::rows::{
+    AfterBatch, Decoded, RawRow, ReadItem, RowBatch, RowDecoder, RowReader, next_batch,
+};
 use super::{SourceError, SourceItem, bounded_raw};
 use crate::api::data_source::Charset;
 use crate::worker::charset;
@@ -26,8 +28,7 @@ pub struct CsvRecords<R: Read> {
     location: Arc<str>,
     source_name: String,
     row: csv::ByteRecord,
-    /// What comes after the batch being handed on (an error, or the end).
-    after_batch: Option<Option<Result<SourceItem, SourceError>>>,
+    after_batch: AfterBatch,
     done: bool,
 }
 
@@ -136,7 +137,7 @@ impl<R: Read> CsvRecords<R> {
             label,
             source_name,
             row: csv::ByteRecord::new(),
-            after_batch: None,
+            after_batch: AfterBatch::default(),
             done: false,
         }
     }
@@ -200,52 +201,42 @@ impl<R: Read> CsvRecords<R> {
     }
 }
 
-impl<R: Read> Iterator for CsvRecords<R> {
-    type Item = Result<SourceItem, SourceError>;
+impl<R: Read> RowReader for CsvRecords<R> {
+    fn read_row(&mut self, batch: &mut Option<RowBatch>) -> Result<(), Option<ReadItem>> {
+        if self.done {
+            return Err(None);
+        }
+        match self.reader.read_byte_record(&mut self.row) {
+            Ok(true) => {}
+            Ok(false) => return Err(self.end(None)),
+            Err(e) => return Err(self.end(Some(e))),
+        }
+        // A blank line is not a record.
+        if self.row.len() == 1 && self.row[0].is_empty() {
+            return Ok(());
+        }
+        let Some(decoder) = &self.decoder else {
+            let decoder = self.header().map_err(|item| Some(Ok(item)))?;
+            self.decoder = Some(Arc::new(decoder));
+            return Ok(());
+        };
+        let number = self.line();
+        batch
+            .get_or_insert_with(|| RowBatch::new(decoder.clone(), self.location.clone()))
+            .push_fields(number, self.row.iter());
+        Ok(())
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
-        if let Some(after) = self.after_batch.take() {
-            return after;
-        }
-        let mut batch: Option<RowBatch> = None;
-        loop {
-            if self.done {
-                return batch.map(|b| Ok(SourceItem::Rows(b)));
-            }
-            let ended = match self.reader.read_byte_record(&mut self.row) {
-                Ok(true) => None,
-                Ok(false) => Some(self.end(None)),
-                Err(e) => Some(self.end(Some(e))),
-            };
-            if let Some(end) = ended {
-                // The rows read so far go first; what ended the file follows them.
-                return match batch {
-                    Some(b) => {
-                        self.after_batch = Some(end);
-                        Some(Ok(SourceItem::Rows(b)))
-                    }
-                    None => end,
-                };
-            }
-            // A blank line is not a record.
-            if self.row.len() == 1 && self.row[0].is_empty() {
-                continue;
-            }
-            let Some(decoder) = &self.decoder else {
-                match self.header() {
-                    Ok(d) => self.decoder = Some(Arc::new(d)),
-                    Err(item) => return Some(Ok(item)),
-                }
-                continue;
-            };
-            let number = self.line();
-            let b =
-                batch.get_or_insert_with(|| RowBatch::new(decoder.clone(), self.location.clone()));
-            b.push_fields(number, self.row.iter());
-            if b.is_full() {
-                return batch.map(|b| Ok(SourceItem::Rows(b)));
-            }
-        }
+    fn after_batch(&mut self) -> &mut AfterBatch {
+        &mut self.after_batch
+    }
+}
+
+impl<R: Read> Iterator for CsvRecords<R> {
+    type Item = ReadItem;
+
+    fn next(&mut self) -> Option<ReadItem> {
+        next_batch(self)
     }
 }
 

@@ -5,7 +5,9 @@
 use std::io::BufRead;
 use std::sync::Arc;
 
-use super::rows::{Decoded, RawRow, RowBatch, RowDecoder};
+use super::rows::{
+    AfterBatch, Decoded, RawRow, ReadItem, RowBatch, RowDecoder, RowReader, next_batch,
+};
 use super::{SourceError, SourceItem, bounded_raw};
 use crate::api::data_source::Charset;
 use crate::worker::hl7_split::MessageSplitter;
@@ -47,8 +49,7 @@ pub struct Hl7Records<R> {
     label: String,
     source_name: String,
     charset: Charset,
-    /// What comes after the batch being handed on (a message too long, an error, the end).
-    after_batch: Option<Option<Result<SourceItem, SourceError>>>,
+    after_batch: AfterBatch,
 }
 
 impl<R: BufRead> Hl7Records<R> {
@@ -61,52 +62,46 @@ impl<R: BufRead> Hl7Records<R> {
             label,
             source_name,
             charset,
-            after_batch: None,
+            after_batch: AfterBatch::default(),
         }
     }
 }
 
-impl<R: BufRead> Iterator for Hl7Records<R> {
-    type Item = Result<SourceItem, SourceError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if let Some(after) = self.after_batch.take() {
-            return after;
-        }
-        let mut batch: Option<RowBatch> = None;
-        loop {
-            let interruption = match self.messages.next() {
-                None => None,
-                Some(Err(source)) => Some(Err(SourceError::Io {
-                    source_name: self.source_name.clone(),
-                    path: self.label.clone(),
-                    source,
-                })),
-                Some(Ok(m)) if m.cut => Some(Ok(SourceItem::Malformed {
-                    location: format!("{}{}", self.location, m.first_segment),
-                    reason: format!("message longer than {MAX_MESSAGE} bytes"),
-                    raw: bounded_raw(charset::lossy(&m.bytes, self.charset)),
-                })),
-                Some(Ok(m)) => {
-                    let b = batch.get_or_insert_with(|| {
+impl<R: BufRead> RowReader for Hl7Records<R> {
+    fn read_row(&mut self, batch: &mut Option<RowBatch>) -> Result<(), Option<ReadItem>> {
+        match self.messages.next() {
+            None => Err(None),
+            Some(Err(source)) => Err(Some(Err(SourceError::Io {
+                source_name: self.source_name.clone(),
+                path: self.label.clone(),
+                source,
+            }))),
+            Some(Ok(m)) if m.cut => Err(Some(Ok(SourceItem::Malformed {
+                location: format!("{}{}", self.location, m.first_segment),
+                reason: format!("message longer than {MAX_MESSAGE} bytes"),
+                raw: bounded_raw(charset::lossy(&m.bytes, self.charset)),
+            }))),
+            Some(Ok(m)) => {
+                batch
+                    .get_or_insert_with(|| {
                         RowBatch::new(self.decoder.clone(), self.location.clone())
-                    });
-                    b.push_line(m.first_segment as u64, &m.bytes);
-                    if b.is_full() {
-                        return batch.map(|b| Ok(SourceItem::Rows(b)));
-                    }
-                    continue;
-                }
-            };
-            // The messages read so far go first; what interrupted them follows.
-            return match batch {
-                Some(b) => {
-                    self.after_batch = Some(interruption);
-                    Some(Ok(SourceItem::Rows(b)))
-                }
-                None => interruption,
-            };
+                    })
+                    .push_line(m.first_segment as u64, &m.bytes);
+                Ok(())
+            }
         }
+    }
+
+    fn after_batch(&mut self) -> &mut AfterBatch {
+        &mut self.after_batch
+    }
+}
+
+impl<R: BufRead> Iterator for Hl7Records<R> {
+    type Item = ReadItem;
+
+    fn next(&mut self) -> Option<ReadItem> {
+        next_batch(self)
     }
 }
 

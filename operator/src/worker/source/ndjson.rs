@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::rows::{Decoded, RawRow, RowBatch, RowDecoder};
+use super::rows::{
+    AfterBatch, Decoded, RawRow, ReadItem, RowBatch, RowDecoder, RowReader, next_batch,
+};
 use super::{SourceError, SourceItem, bounded_raw};
 use crate::api::data_source::Charset;
 use crate::worker::charset;
@@ -29,8 +31,7 @@ pub struct NdjsonRecords<R: BufRead> {
     source_name: String,
     line_no: u64,
     buf: Vec<u8>,
-    /// What comes after the batch being handed on (an over-long line, an error, the end).
-    after_batch: Option<Option<Result<SourceItem, SourceError>>>,
+    after_batch: AfterBatch,
     done: bool,
 }
 
@@ -87,7 +88,7 @@ impl<R: BufRead> NdjsonRecords<R> {
             source_name,
             line_no: 0,
             buf: Vec::with_capacity(4096),
-            after_batch: None,
+            after_batch: AfterBatch::default(),
             done: false,
         }
     }
@@ -152,7 +153,7 @@ fn memchr_newline(b: &[u8]) -> Option<usize> {
 impl<R: BufRead> NdjsonRecords<R> {
     /// The next line to batch, or what ends the batch: `Err(None)` at the end of the file,
     /// `Err(Some(item))` for an over-long line or a read error.
-    fn next_line(&mut self) -> Result<(), Option<Result<SourceItem, SourceError>>> {
+    fn next_line(&mut self) -> Result<(), Option<ReadItem>> {
         loop {
             if self.done {
                 return Err(None);
@@ -185,32 +186,25 @@ impl<R: BufRead> NdjsonRecords<R> {
     }
 }
 
-impl<R: BufRead> Iterator for NdjsonRecords<R> {
-    type Item = Result<SourceItem, SourceError>;
+impl<R: BufRead> RowReader for NdjsonRecords<R> {
+    fn read_row(&mut self, batch: &mut Option<RowBatch>) -> Result<(), Option<ReadItem>> {
+        self.next_line()?;
+        batch
+            .get_or_insert_with(|| RowBatch::new(self.decoder.clone(), self.location.clone()))
+            .push_line(self.line_no, trim_line(&self.buf));
+        Ok(())
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
-        if let Some(after) = self.after_batch.take() {
-            return after;
-        }
-        let mut batch: Option<RowBatch> = None;
-        loop {
-            if let Err(end) = self.next_line() {
-                // The lines read so far go first; what ended the batch follows them.
-                return match batch {
-                    Some(b) => {
-                        self.after_batch = Some(end);
-                        Some(Ok(SourceItem::Rows(b)))
-                    }
-                    None => end,
-                };
-            }
-            let b = batch
-                .get_or_insert_with(|| RowBatch::new(self.decoder.clone(), self.location.clone()));
-            b.push_line(self.line_no, trim_line(&self.buf));
-            if b.is_full() {
-                return batch.map(|b| Ok(SourceItem::Rows(b)));
-            }
-        }
+    fn after_batch(&mut self) -> &mut AfterBatch {
+        &mut self.after_batch
+    }
+}
+
+impl<R: BufRead> Iterator for NdjsonRecords<R> {
+    type Item = ReadItem;
+
+    fn next(&mut self) -> Option<ReadItem> {
+        next_batch(self)
     }
 }
 

@@ -10,7 +10,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::{SourceItem, bounded_raw};
+use super::{SourceError, SourceItem, bounded_raw};
 use crate::worker::record::Record;
 
 /// Rows per batch, as many as the worker threads take per hand-off.
@@ -204,6 +204,64 @@ impl RowBatch {
     /// Every row decoded, in order.
     pub fn items(&self) -> impl Iterator<Item = SourceItem> + '_ {
         (0..self.len()).map(|i| self.item(i))
+    }
+}
+
+/// What a reader yields.
+pub type ReadItem = Result<SourceItem, SourceError>;
+
+/// What a reader holds back while it hands on a batch: the item that interrupted the batch (a
+/// malformed item, an error) or the end of the file, so that items stay in file order.
+#[derive(Default)]
+pub struct AfterBatch(Option<Option<ReadItem>>);
+
+impl AfterBatch {
+    /// What was held back, to yield before reading on.
+    pub fn take(&mut self) -> Option<Option<ReadItem>> {
+        self.0.take()
+    }
+
+    /// Yields `batch` when it has rows, holding `interruption` back for the next call;
+    /// otherwise yields the interruption itself.
+    pub fn hand_on(
+        &mut self,
+        batch: Option<RowBatch>,
+        interruption: Option<ReadItem>,
+    ) -> Option<ReadItem> {
+        match batch {
+            Some(b) if !b.is_empty() => {
+                self.0 = Some(interruption);
+                Some(Ok(SourceItem::Rows(b)))
+            }
+            _ => interruption,
+        }
+    }
+}
+
+/// A reader of one file's rows, batched by [`next_batch`].
+pub trait RowReader {
+    /// Reads one row into `batch` (or skips a line, adding nothing); or returns what
+    /// interrupts the rows: a malformed item or an error, yielded after the rows before it, or
+    /// `None` at the end of the file.
+    fn read_row(&mut self, batch: &mut Option<RowBatch>) -> Result<(), Option<ReadItem>>;
+    /// Where the reader keeps what it holds back while a batch is handed on.
+    fn after_batch(&mut self) -> &mut AfterBatch;
+}
+
+/// The next item of a batching reader: a full batch, the last rows before an interruption,
+/// or the interruption.
+pub fn next_batch(reader: &mut impl RowReader) -> Option<ReadItem> {
+    if let Some(after) = reader.after_batch().take() {
+        return after;
+    }
+    let mut batch = None;
+    loop {
+        if let Err(interruption) = reader.read_row(&mut batch) {
+            return reader.after_batch().hand_on(batch, interruption);
+        }
+        if batch.as_ref().is_some_and(RowBatch::is_full) {
+            return batch.map(|b| Ok(SourceItem::Rows(b)));
+        }
     }
 }
 
