@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::sync::mpsc;
 
 use super::record::Record;
-use super::source::rows::{Decoded, RowBatch};
+use super::source::rows::{self, Decoded, RowBatch};
 use super::steps::{Outcome, RecordStep};
 
 /// Records per batch: large enough to amortise the hand-offs, small enough to keep memory flat.
@@ -40,10 +40,14 @@ pub enum Fed {
 }
 
 impl Fed {
-    /// How many records this item stands for.
+    /// How many records this item counts as in a batch: rows count by number and by size, so
+    /// a batch of long rows is a full batch even with few rows (memory stays bounded by bytes
+    /// as well as by records).
     fn weight(&self) -> usize {
         match self {
-            Fed::Rows(rows) => rows.len(),
+            Fed::Rows(rows) => rows
+                .len()
+                .max((rows.byte_len().saturating_mul(BATCH)).div_ceil(rows::BYTES)),
             _ => 1,
         }
     }
@@ -464,6 +468,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    struct Lines;
+
+    impl rows::RowDecoder for Lines {
+        fn decode(&self, row: rows::RawRow<'_>) -> Decoded {
+            let mut r = Record::new();
+            r.insert("len".into(), json!(row.bytes.len()));
+            Decoded::Record(r)
+        }
+    }
+
+    #[test]
+    fn rows_weigh_by_number_and_by_size() {
+        let batch = |rows: usize, row_bytes: usize| {
+            let mut b = RowBatch::new(std::sync::Arc::new(Lines), "f:".into());
+            for i in 0..rows {
+                b.push_line(i as u64, &vec![b'x'; row_bytes]);
+            }
+            Fed::Rows(b)
+        };
+        assert_eq!(batch(10, 10).weight(), 10);
+        assert_eq!(batch(BATCH, 10).weight(), BATCH);
+        // Two rows of half the byte budget make a full batch: a job holds them alone.
+        assert_eq!(batch(2, rows::BYTES / 2).weight(), BATCH);
+        assert_eq!(batch(1, rows::BYTES / 4).weight(), BATCH / 4);
     }
 
     #[test]

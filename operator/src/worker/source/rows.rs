@@ -132,6 +132,11 @@ impl RowBatch {
         self.rows.len()
     }
 
+    /// Bytes of row data in the batch.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Whether the batch holds no row.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
