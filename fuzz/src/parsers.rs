@@ -2,6 +2,7 @@
 //! readers. Every input yields records or quarantine entries, never a panic.
 
 use medplat::api::data_source::Charset;
+use medplat::worker::hl7_split::MessageSplitter;
 use medplat::worker::source::SourceItem;
 use medplat::worker::source::csv::CsvRecords;
 use medplat::worker::source::ndjson::NdjsonRecords;
@@ -15,7 +16,17 @@ pub fn hl7_parse(data: &[u8]) {
     } else {
         Charset::Utf8
     };
-    for (_, msg) in hl7::split_messages(data) {
+    // Cutting messages while reading, through any buffer size, gives what cutting the whole
+    // input at once gives.
+    let whole = hl7::split_messages(data);
+    let chunk = 1 + usize::from(data.get(1).copied().unwrap_or(0) % 16);
+    let streamed: Vec<(usize, Vec<u8>)> =
+        MessageSplitter::new(std::io::BufReader::with_capacity(chunk, data), usize::MAX)
+            .map(|m| m.map(|m| (m.first_segment, m.bytes)))
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
+    assert_eq!(streamed, whole, "streamed through {chunk}-byte reads");
+    for (_, msg) in whole {
         let text = charset::lossy(&msg, cs);
         let parsed = hl7::parse(&text);
         if let Ok(m) = &parsed {
