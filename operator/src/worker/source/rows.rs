@@ -1,8 +1,9 @@
 //! Rows read but not decoded yet: many rows in one buffer, decoded where they are processed.
 //!
 //! Splitting a file into rows is sequential; decoding a row (its charset, CSV fields into a
-//! record, JSON parsing) is not. So the CSV and NDJSON readers cut rows into a [`RowBatch`] and
-//! the thread that runs the pipeline's steps decodes them there. Decoding then runs on every
+//! record, JSON parsing, HL7 v2 parsing) is not. So the CSV, NDJSON, FHIR NDJSON and HL7 v2
+//! file readers and the PostgreSQL reader cut rows into a [`RowBatch`] and the thread that runs
+//! the pipeline's steps decodes them there. Decoding then runs on every
 //! worker thread, not only the reading one, and a record is allocated and freed on one thread:
 //! glibc's allocator charges dearly for memory freed on another thread than the one that
 //! allocated it, which had made two worker threads slower than one.
