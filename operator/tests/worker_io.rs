@@ -41,6 +41,15 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn run(rt: &tokio::runtime::Runtime, doc: &ResolvedPipeline) -> RunReport {
+    run_with_store(rt, doc, None)
+}
+
+/// A run whose object-store tiers are `store`.
+fn run_with_store(
+    rt: &tokio::runtime::Runtime,
+    doc: &ResolvedPipeline,
+    store: Option<Arc<dyn object_store::ObjectStore>>,
+) -> RunReport {
     engine::run(
         doc,
         &RunOptions {
@@ -48,7 +57,7 @@ fn run(rt: &tokio::runtime::Runtime, doc: &ResolvedPipeline) -> RunReport {
             as_of: jiff::civil::date(2026, 11, 28),
             audit: Arc::new(AuditEmitter::to_writer(Box::new(Captured::default()))),
             runtime: rt.handle().clone(),
-            object_store_override: None,
+            object_store_override: store,
             parallelism: None,
         },
     )
@@ -693,4 +702,90 @@ fn worker_postgres_over_tls_encrypts_and_verify_full_checks_the_ca_and_the_name(
 
     drop(client);
     drop_database(&rt, &root, &db);
+}
+
+/// An object-store tier; tests give the run an in-memory store for it.
+const LAKE_TIER: &str = r#"
+apiVersion: medplat.io/v1alpha1
+kind: StorageTier
+metadata: {name: lake}
+spec:
+  domain: clinical
+  maxLevel: L4
+  encryption: required
+  backend: {objectStore: {endpoint: "http://127.0.0.1:1", bucket: lake, accessKeyId: {name: lake-keys, key: id}, secretAccessKey: {name: lake-keys, key: secret}, serverSideEncryption: true}}
+  retentionDays: 30
+"#;
+
+#[test]
+fn worker_reads_csv_hl7_and_ndjson_files_from_an_object_store_tier() {
+    use object_store::ObjectStoreExt;
+    let rt = runtime();
+    let store: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let lab = "specimen,patient\nS1,P1\nS2,\"P,2\"\nS3\n";
+    let adt = "MSH|^~\\&|HIS|H|||20261128||ADT^A01|1|P|2.5\rPID|1||P7||王^五\r";
+    for (path, body) in [
+        ("landing/lab/a.csv", lab.as_bytes().to_vec()),
+        (
+            "landing/lab/.uploading.csv",
+            b"specimen,patient\nX,X\n".to_vec(),
+        ),
+        (
+            "landing/adt/a.hl7",
+            encode(adt, Charset::Gb18030).into_owned(),
+        ),
+        (
+            "landing/fhir/a.ndjson",
+            b"{\"resourceType\":\"Patient\",\"id\":\"p1\"}\n{\"id\":\"x\"}\n".to_vec(),
+        ),
+    ] {
+        rt.block_on(store.put(&path.into(), bytes::Bytes::from(body).into()))
+            .unwrap();
+    }
+    // (the connector after its location, records kept, records quarantined)
+    let cases = [
+        ("landing/lab}, format: csv, pattern: \"*.csv\"", 2, 1),
+        (
+            "landing/adt}, format: hl7v2, charset: GB18030, pattern: \"*.hl7\"",
+            1,
+            0,
+        ),
+        (
+            "landing/fhir}, format: fhir-ndjson, pattern: \"*.ndjson\"",
+            1,
+            1,
+        ),
+    ];
+    for (location, kept, quarantined) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        secret(d, "lake-keys", "id", "dev-only-id");
+        secret(d, "lake-keys", "secret", "dev-only-secret");
+        let source = format!(
+            "  system: LIS\n  connector: {{files: {{location: {{tier: lake, path: {location}}}}}"
+        );
+        write_manifests(d, &source, "[]");
+        let all = d.join("manifests/all.yaml");
+        let mut manifests = std::fs::read_to_string(&all).unwrap();
+        // The source's tier, an object store; the sink stays the volume tier `out`.
+        manifests.push_str("---");
+        manifests.push_str(LAKE_TIER);
+        std::fs::write(&all, manifests).unwrap();
+        let report = run_with_store(&rt, &doc(d), Some(store.clone()));
+        assert!(report.error.is_none(), "{location}: {:?}", report.summary);
+        let m = report.manifest.unwrap();
+        assert_eq!(
+            (m.counts.records_out, m.counts.quarantined),
+            (kept, quarantined),
+            "{location}"
+        );
+        let rows = output_rows(d);
+        assert_eq!(rows.len() as u64, kept, "{location}");
+        if location.contains("csv") {
+            assert_eq!(rows[1]["patient"], "P,2");
+        }
+        if location.contains("hl7") {
+            assert_eq!(rows[0]["PID"]["5"]["1"], "王");
+        }
+    }
 }

@@ -18,7 +18,8 @@ use super::parallel::{self, Fed, Processed, Verdict};
 use super::record::Record;
 use super::secrets::{SecretError, SecretStore};
 use super::sink::{self, NdjsonWriter, SinkError};
-use super::source::files::FileSource;
+use super::source::files::{FileLayout, FileSource};
+use super::source::object_files::ObjectFileSource;
 use super::source::{RecordSource, SourceError, SourceItem, fhir_rest, postgres};
 use super::steps::{
     self, BarrierError, BarrierRun, CompileContext, CompiledStep, Dictionary, RecordStep, Replay,
@@ -169,7 +170,7 @@ fn tier_path(doc: &ResolvedPipeline, tier: &str, what: &str) -> Result<PathBuf, 
         Some(TierLocation::ObjectStore { .. }) => Err(RunError::Source(SourceError::Config {
             source_name: what.into(),
             message: format!(
-                "reading files from object-store tier {tier} is not supported; use a volume tier"
+                "the HL7 v2 listener lands messages in a volume tier, and {tier} is an object-store tier"
             ),
         })),
         None => Err(RunError::Document(format!(
@@ -184,12 +185,28 @@ fn open_source(
     spec: &DataSourceSpec,
     secrets: &SecretStore,
     after: Option<String>,
-    runtime: &tokio::runtime::Handle,
+    opts: &RunOptions,
 ) -> Result<Box<dyn RecordSource>, RunError> {
+    let runtime = &opts.runtime;
     let c = &spec.connector;
     if let Some(f) = &c.files {
-        let dir = tier_path(doc, &f.location.tier, name)?.join(&f.location.path);
         let label = format!("{}/{}", f.location.tier, f.location.path);
+        let layout = FileLayout::new(name, f.format, f.charset, f.delimiter.as_deref())?;
+        if let Some(location @ TierLocation::ObjectStore { .. }) =
+            doc.tiers.get(&f.location.tier).map(|t| &t.location)
+        {
+            let store = tier_object_store(location, opts)?;
+            return Ok(Box::new(ObjectFileSource::open(
+                name,
+                store,
+                opts.runtime.clone(),
+                &f.location.path,
+                &label,
+                &f.pattern,
+                layout,
+            )?));
+        }
+        let dir = tier_path(doc, &f.location.tier, name)?.join(&f.location.path);
         return Ok(Box::new(FileSource::open(
             name,
             &dir,
@@ -254,6 +271,44 @@ fn open_source(
     }))
 }
 
+/// The object store of an object-store tier: S3-compatible, with the keys from the tier's
+/// Secret files (or the store a test put in `RunOptions`).
+fn tier_object_store(
+    location: &TierLocation,
+    opts: &RunOptions,
+) -> Result<Arc<dyn object_store::ObjectStore>, RunError> {
+    let TierLocation::ObjectStore {
+        endpoint,
+        bucket,
+        region,
+        access_key_id_file,
+        secret_access_key_file,
+    } = location
+    else {
+        return Err(RunError::Document(
+            "a volume tier has no object store".into(),
+        ));
+    };
+    if let Some(s) = &opts.object_store_override {
+        return Ok(s.clone());
+    }
+    let key = SecretStore::read_file(access_key_id_file)?;
+    let secret = SecretStore::read_file(secret_access_key_file)?;
+    let s3 = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_bucket_name(bucket)
+        .with_region(region.clone().unwrap_or_else(|| "us-east-1".into()))
+        .with_access_key_id(key.expose_text()?)
+        .with_secret_access_key(secret.expose_text()?)
+        .with_allow_http(endpoint.starts_with("http://"))
+        .build()
+        .map_err(|e| StoreError::Object {
+            location: format!("{endpoint}/{bucket}"),
+            message: e.to_string(),
+        })?;
+    Ok(Arc::new(s3))
+}
+
 fn open_store(
     doc: &ResolvedPipeline,
     opts: &RunOptions,
@@ -269,33 +324,8 @@ fn open_store(
             Path::new(path),
             &sink.dataset,
         ))),
-        TierLocation::ObjectStore {
-            endpoint,
-            bucket,
-            region,
-            access_key_id_file,
-            secret_access_key_file,
-        } => {
-            let store: Arc<dyn object_store::ObjectStore> = match &opts.object_store_override {
-                Some(s) => s.clone(),
-                None => {
-                    let key = SecretStore::read_file(access_key_id_file)?;
-                    let secret = SecretStore::read_file(secret_access_key_file)?;
-                    let s3 = object_store::aws::AmazonS3Builder::new()
-                        .with_endpoint(endpoint)
-                        .with_bucket_name(bucket)
-                        .with_region(region.clone().unwrap_or_else(|| "us-east-1".into()))
-                        .with_access_key_id(key.expose_text()?)
-                        .with_secret_access_key(secret.expose_text()?)
-                        .with_allow_http(endpoint.starts_with("http://"))
-                        .build()
-                        .map_err(|e| StoreError::Object {
-                            location: format!("{endpoint}/{bucket}"),
-                            message: e.to_string(),
-                        })?;
-                    Arc::new(s3)
-                }
-            };
+        location @ TierLocation::ObjectStore { .. } => {
+            let store = tier_object_store(location, opts)?;
             Ok(Box::new(ObjectStoreDataset::new(
                 &sink.tier,
                 &sink.dataset,
@@ -715,7 +745,7 @@ fn run_inner(
             .as_ref()
             .is_some_and(|p| p.watermark_column.is_some());
         incremental |= pg_incremental && after.is_some();
-        let reader = open_source(doc, name, spec, &secrets, after, &opts.runtime)?;
+        let reader = open_source(doc, name, spec, &secrets, after, opts)?;
         sources.push(OpenSource {
             name: name.clone(),
             connector: spec.connector.kind().into(),

@@ -2,7 +2,7 @@
 //! the pattern in one directory of a volume tier, read in name order so runs are deterministic.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::csv::CsvRecords;
@@ -11,15 +11,14 @@ use super::ndjson::NdjsonRecords;
 use super::{ByteCounter, CountingReader, RecordSource, SourceError, SourceItem, glob_match};
 use crate::api::data_source::{Charset, FileFormat};
 
-type ItemIter = Box<dyn Iterator<Item = Result<SourceItem, SourceError>> + Send>;
+/// The items of one file.
+pub type ItemIter = Box<dyn Iterator<Item = Result<SourceItem, SourceError>> + Send>;
 
 /// Reads the files of one directory.
 pub struct FileSource {
     source_name: String,
     label: String,
-    format: FileFormat,
-    charset: Charset,
-    delimiter: u8,
+    layout: FileLayout,
     files: std::vec::IntoIter<PathBuf>,
     current: Option<ItemIter>,
     counter: ByteCounter,
@@ -42,16 +41,7 @@ impl FileSource {
             path: dir.display().to_string(),
             source,
         };
-        let delimiter = match delimiter {
-            None => b',',
-            Some(d) if d.len() == 1 => d.as_bytes()[0],
-            Some(d) => {
-                return Err(SourceError::Config {
-                    source_name: source_name.to_string(),
-                    message: format!("CSV delimiter {d:?} must be one ASCII character"),
-                });
-            }
-        };
+        let layout = FileLayout::new(source_name, format, charset, delimiter)?;
         let mut files = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io_err)? {
             let entry = entry.map_err(io_err)?;
@@ -69,9 +59,7 @@ impl FileSource {
         Ok(FileSource {
             source_name: source_name.to_string(),
             label: label.trim_end_matches('/').to_string(),
-            format,
-            charset,
-            delimiter,
+            layout,
             files: files.into_iter(),
             current: None,
             counter: ByteCounter::default(),
@@ -83,37 +71,80 @@ impl FileSource {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let label = format!("{}/{name}", self.label);
-        let io_err = |source| SourceError::Io {
+        let file = File::open(path).map_err(|source| SourceError::Io {
             source_name: self.source_name.clone(),
             path: path.display().to_string(),
             source,
+        })?;
+        Ok(self.layout.items(
+            CountingReader::new(file, self.counter.clone()),
+            format!("{}/{name}", self.label),
+            self.source_name.clone(),
+        ))
+    }
+}
+
+/// How the files of a `files` connector are laid out: format, charset and CSV delimiter.
+#[derive(Clone, Copy, Debug)]
+pub struct FileLayout {
+    /// The file format.
+    pub format: FileFormat,
+    /// The charset of the text.
+    pub charset: Charset,
+    /// The CSV delimiter.
+    pub delimiter: u8,
+}
+
+impl FileLayout {
+    /// The layout of a connector; a delimiter that is not one ASCII character is refused.
+    pub fn new(
+        source_name: &str,
+        format: FileFormat,
+        charset: Charset,
+        delimiter: Option<&str>,
+    ) -> Result<Self, SourceError> {
+        let delimiter = match delimiter {
+            None => b',',
+            Some(d) if d.len() == 1 => d.as_bytes()[0],
+            Some(d) => {
+                return Err(SourceError::Config {
+                    source_name: source_name.to_string(),
+                    message: format!("CSV delimiter {d:?} must be one ASCII character"),
+                });
+            }
         };
-        let file = File::open(path).map_err(io_err)?;
-        let reader = CountingReader::new(file, self.counter.clone());
-        let src = self.source_name.clone();
-        Ok(match self.format {
+        Ok(FileLayout {
+            format,
+            charset,
+            delimiter,
+        })
+    }
+
+    /// The items of one file read from `input`, labelled `label` in locations.
+    pub fn items(
+        &self,
+        input: impl Read + Send + 'static,
+        label: String,
+        source_name: String,
+    ) -> ItemIter {
+        let input = BufReader::with_capacity(256 * 1024, input);
+        match self.format {
             FileFormat::Csv => Box::new(CsvRecords::new(
-                BufReader::with_capacity(256 * 1024, reader),
+                input,
                 self.charset,
                 self.delimiter,
                 label,
-                src,
+                source_name,
             )),
             FileFormat::Ndjson | FileFormat::FhirNdjson => Box::new(NdjsonRecords::new(
-                BufReader::with_capacity(256 * 1024, reader),
+                input,
                 self.charset,
                 self.format == FileFormat::FhirNdjson,
                 label,
-                src,
+                source_name,
             )),
-            FileFormat::Hl7v2 => Box::new(Hl7Records::new(
-                BufReader::with_capacity(256 * 1024, reader),
-                self.charset,
-                label,
-                src,
-            )),
-        })
+            FileFormat::Hl7v2 => Box::new(Hl7Records::new(input, self.charset, label, source_name)),
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod fhir_rest;
 pub mod files;
 pub mod hl7_file;
 pub mod ndjson;
+pub mod object_files;
 pub mod pg_tls;
 pub mod postgres;
 pub mod rows;
