@@ -789,3 +789,171 @@ fn worker_reads_csv_hl7_and_ndjson_files_from_an_object_store_tier() {
         }
     }
 }
+
+/// The loopback S3 endpoint (moto's server, started by `scripts/lib/with-services.sh`), or
+/// `None` to skip, as `pg_url` does.
+fn s3_endpoint() -> Option<String> {
+    match std::env::var("MEDPLAT_TEST_S3_ENDPOINT") {
+        Ok(e) => Some(e),
+        Err(_) => {
+            assert!(
+                std::env::var("MEDPLAT_REQUIRE_REAL_TOOLS").as_deref() != Ok("1"),
+                "MEDPLAT_TEST_S3_ENDPOINT is unset but MEDPLAT_REQUIRE_REAL_TOOLS=1"
+            );
+            eprintln!("SKIPPING worker S3 test: MEDPLAT_TEST_S3_ENDPOINT is unset");
+            None
+        }
+    }
+}
+
+/// Two volume tiers (`raw`, `out`), an S3 tier `lake`, a CSV DataSource on `raw`, a
+/// DataSource `back` on what a pipeline wrote to `lake`, and pipelines `to-lake` (raw → lake
+/// dataset `lab`) and `from-lake` (lake → out dataset `data`).
+fn s3_manifests(endpoint: &str, bucket: &str, back_path: &str) -> String {
+    let volume = "backend: {volume: {storageClassName: s, size: 1Gi}}";
+    let grants = |p: &str, src: &str, sink: &str| {
+        format!(
+            "apiVersion: medplat.io/v1alpha1\nkind: AccessPolicy\nmetadata: {{name: {p}, namespace: t}}\nspec:\n  purpose: Treatment\n  subjects: [{{kind: ServiceAccount, name: medplat-pipeline-{p}}}]\n  rules:\n    - {{resources: {{kind: DataSource, names: [{src}]}}, verbs: [read]}}\n    - {{resources: {{kind: StorageTier, names: [{sink}]}}, verbs: [write]}}\n"
+        )
+    };
+    let tier = |name: &str, backend: &str| {
+        format!(
+            "apiVersion: medplat.io/v1alpha1\nkind: StorageTier\nmetadata: {{name: {name}}}\nspec: {{domain: clinical, maxLevel: L4, encryption: required, {backend}, retentionDays: 30}}\n"
+        )
+    };
+    let source = |name: &str, files: &str| {
+        format!(
+            "apiVersion: medplat.io/v1alpha1\nkind: DataSource\nmetadata: {{name: {name}, namespace: t}}\nspec:\n  system: LIS\n  connector: {{files: {files}}}\n  classification: {{level: L4, domain: clinical}}\n  fields: []\n"
+        )
+    };
+    let pipeline = |name: &str, src: &str, sink: &str, dataset: &str| {
+        format!(
+            "apiVersion: medplat.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: {name}, namespace: t}}\nspec:\n  purpose: Treatment\n  sources: [{src}]\n  steps: []\n  sink: {{tier: {sink}, dataset: {dataset}}}\n"
+        )
+    };
+    [
+        tier("raw", volume),
+        tier("out", volume),
+        tier(
+            "lake",
+            &format!(
+                "backend: {{objectStore: {{endpoint: \"{endpoint}\", bucket: {bucket}, accessKeyId: {{name: lake-keys, key: id}}, secretAccessKey: {{name: lake-keys, key: secret}}, serverSideEncryption: true}}}}"
+            ),
+        ),
+        source(
+            "lis",
+            "{location: {tier: raw, path: in}, format: csv, pattern: \"*.csv\"}",
+        ),
+        source(
+            "back",
+            &format!(
+                "{{location: {{tier: lake, path: \"{back_path}\"}}, format: ndjson, pattern: \"*.ndjson\"}}"
+            ),
+        ),
+        pipeline("to-lake", "lis", "lake", "lab"),
+        pipeline("from-lake", "back", "out", "data"),
+        grants("to-lake", "lis", "lake"),
+        grants("from-lake", "back", "out"),
+    ]
+    .join("---\n")
+}
+
+#[test]
+fn worker_writes_to_and_reads_from_a_real_s3_endpoint() {
+    let Some(endpoint) = s3_endpoint() else {
+        return;
+    };
+    let rt = runtime();
+    let bucket = format!("medplat-test-{}", std::process::id());
+    // moto keeps no accounts: any key pair is accepted, and a PUT makes the bucket.
+    let created = rt
+        .block_on(
+            reqwest::Client::new()
+                .put(format!("{endpoint}/{bucket}"))
+                .send(),
+        )
+        .unwrap();
+    assert!(created.status().is_success(), "{:?}", created.status());
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    secret(d, "lake-keys", "id", "dev-only-key-id");
+    secret(d, "lake-keys", "secret", "dev-only-secret-key");
+    let rows = 3_000;
+    let mut csv = String::from("specimen,patient\n");
+    for i in 0..rows {
+        csv.push_str(&format!("S{i},患者{i}\n"));
+    }
+    std::fs::create_dir_all(d.join("data/raw/in")).unwrap();
+    std::fs::write(d.join("data/raw/in/a.csv"), csv).unwrap();
+    let resolve = |pipeline: &str, back_path: &str| {
+        std::fs::create_dir_all(d.join("manifests")).unwrap();
+        std::fs::write(
+            d.join("manifests/all.yaml"),
+            s3_manifests(&endpoint, &bucket, back_path),
+        )
+        .unwrap();
+        resolve_from_manifests(
+            &d.join("manifests"),
+            "t",
+            pipeline,
+            &d.join("data"),
+            &d.join("secrets"),
+        )
+        .unwrap()
+    };
+
+    // Volume → S3, through the worker's own S3 client (no store given to the run).
+    let wrote = run(&rt, &resolve("to-lake", "unused"));
+    assert!(wrote.error.is_none(), "{:?}", wrote.summary);
+    let m = wrote.manifest.unwrap();
+    assert_eq!(m.counts.records_out, rows);
+
+    // What a reader of the bucket sees: the pointer written last names that version.
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&endpoint)
+        .with_bucket_name(&bucket)
+        .with_region("us-east-1")
+        .with_access_key_id("dev-only-key-id")
+        .with_secret_access_key("dev-only-secret-key")
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let current: serde_json::Value = rt.block_on(async {
+        use object_store::ObjectStoreExt;
+        let b = store
+            .get(&"lab/_CURRENT".into())
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        serde_json::from_slice(&b).unwrap()
+    });
+    assert_eq!(current["runId"], m.run_id.as_str());
+    let part = current["files"][0]["path"].as_str().unwrap();
+    let version = format!("_versions/{}", m.run_id);
+    assert_eq!(part, format!("{version}/{}", m.files[0].path));
+    let listed: Vec<String> = rt.block_on(async {
+        use futures::TryStreamExt;
+        use object_store::ObjectStore;
+        store
+            .list(Some(&"lab".into()))
+            .map_ok(|o| o.location.to_string())
+            .try_collect()
+            .await
+            .unwrap()
+    });
+    assert!(
+        listed.contains(&format!("lab/{part}")),
+        "{part} in {listed:?}"
+    );
+
+    // S3 → volume: the version's part files read back as a source.
+    let read = run(&rt, &resolve("from-lake", &format!("lab/{version}")));
+    assert!(read.error.is_none(), "{:?}", read.summary);
+    assert_eq!(read.manifest.unwrap().counts.records_in, rows);
+    let back = output_rows(d);
+    assert_eq!(back.len() as u64, rows);
+    assert_eq!(back[7]["patient"], "患者7");
+}

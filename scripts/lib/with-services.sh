@@ -26,6 +26,12 @@ if ! python3 -c 'import helm_python' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore helm-python-sdk==0.2.2 ||
     { echo "test-all: cannot install helm-python-sdk (pip install helm-python-sdk)" >&2; exit 2; }
 fi
+# The worker's S3 test: moto's S3 server stands in for an S3-compatible store on loopback.
+if ! python3 -c 'import moto.server, flask' 2>/dev/null; then
+  echo "test-all: installing moto[server] with pip" >&2
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'moto[server]==5.2.1' ||
+    { echo "test-all: cannot install moto (pip install 'moto[server]')" >&2; exit 2; }
+fi
 # The Debian prometheus packages start daemons on install; the tests run their own.
 for svc in prometheus prometheus-alertmanager prometheus-node-exporter; do
   (command -v service >/dev/null && service "$svc" stop >/dev/null 2>&1) || true
@@ -54,14 +60,24 @@ run_pg "$pg_bin/initdb" -D "$pg_dir/data" -U medplat --auth=trust -E UTF8 >/dev/
 run_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
   -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $pg_dir -c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key" \
   start >/dev/null
+s3_port=$((20000 + RANDOM % 20000))
+while [[ $s3_port -eq $pg_port ]]; do s3_port=$((20000 + RANDOM % 20000)); done
+python3 -m moto.server -H 127.0.0.1 -p "$s3_port" >"$pg_dir/moto.log" 2>&1 &
+s3_pid=$!
 cleanup() {
+  kill "$s3_pid" >/dev/null 2>&1 || true
   run_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$pg_dir"
 }
 trap cleanup EXIT
+for _ in $(seq 100); do
+  python3 -c "import socket; socket.create_connection(('127.0.0.1', $s3_port), 0.2)" 2>/dev/null && break
+  sleep 0.1
+done
 
 export MEDPLAT_TEST_PG_URL="postgresql://medplat@127.0.0.1:$pg_port/postgres"
 export MEDPLAT_TEST_PG_CA="$tls/ca.crt"
+export MEDPLAT_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
 # Tests that need a real tool fail instead of skipping when this is set.
 export MEDPLAT_REQUIRE_REAL_TOOLS=1
 "$@"
