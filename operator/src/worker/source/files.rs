@@ -1,5 +1,6 @@
 //! The `files` connector (and the landed messages of an `hl7v2` listener): every file matching
-//! the pattern in one directory of a volume tier, read in name order so runs are deterministic.
+//! the pattern in one directory of a volume tier (or, through [`FileOpener`], under one prefix
+//! of an object store), read in name order so runs are deterministic.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -14,17 +15,73 @@ use crate::api::data_source::{Charset, FileFormat};
 /// The items of one file.
 pub type ItemIter = Box<dyn Iterator<Item = Result<SourceItem, SourceError>> + Send>;
 
-/// Reads the files of one directory.
-pub struct FileSource {
-    source_name: String,
+/// Where a files source's files come from: a directory, or an object-store prefix.
+pub trait FileOpener: Send {
+    /// One file: a path, an object name.
+    type File: Send;
+    /// Opens `file` as items, counting the bytes read into `counter`.
+    fn open(&self, file: &Self::File, counter: &ByteCounter) -> Result<ItemIter, SourceError>;
+}
+
+/// The files of one source, read one after another in name order so runs are deterministic.
+pub struct FileSequence<O: FileOpener> {
+    opener: O,
     label: String,
-    layout: FileLayout,
-    files: std::vec::IntoIter<PathBuf>,
+    files: std::vec::IntoIter<O::File>,
     current: Option<ItemIter>,
     counter: ByteCounter,
 }
 
-impl FileSource {
+impl<O: FileOpener> FileSequence<O> {
+    /// Reads `files` (already in order) through `opener`; `label` describes them in audits.
+    pub fn new(opener: O, label: &str, files: Vec<O::File>) -> Self {
+        FileSequence {
+            opener,
+            label: label.trim_end_matches('/').to_string(),
+            files: files.into_iter(),
+            current: None,
+            counter: ByteCounter::default(),
+        }
+    }
+}
+
+impl<O: FileOpener> RecordSource for FileSequence<O> {
+    fn next_item(&mut self) -> Option<Result<SourceItem, SourceError>> {
+        loop {
+            if let Some(cur) = self.current.as_mut() {
+                match cur.next() {
+                    Some(item) => return Some(item),
+                    None => self.current = None,
+                }
+            }
+            let file = self.files.next()?;
+            match self.opener.open(&file, &self.counter) {
+                Ok(it) => self.current = Some(it),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    fn bytes_read(&self) -> u64 {
+        self.counter.get()
+    }
+
+    fn describe(&self) -> String {
+        self.label.clone()
+    }
+}
+
+/// The files of one directory of a volume tier.
+pub type FileSource = FileSequence<Directory>;
+
+/// Opens files of one directory.
+pub struct Directory {
+    source_name: String,
+    label: String,
+    layout: FileLayout,
+}
+
+impl FileSequence<Directory> {
     /// Opens the directory `dir` (shown as `label` in locations) and lists the files matching
     /// `pattern`. A missing directory is an error: the run fails before any output.
     pub fn open(
@@ -56,17 +113,19 @@ impl FileSource {
             }
         }
         files.sort();
-        Ok(FileSource {
+        let opener = Directory {
             source_name: source_name.to_string(),
             label: label.trim_end_matches('/').to_string(),
             layout,
-            files: files.into_iter(),
-            current: None,
-            counter: ByteCounter::default(),
-        })
+        };
+        Ok(FileSequence::new(opener, label, files))
     }
+}
 
-    fn open_file(&self, path: &Path) -> Result<ItemIter, SourceError> {
+impl FileOpener for Directory {
+    type File = PathBuf;
+
+    fn open(&self, path: &PathBuf, counter: &ByteCounter) -> Result<ItemIter, SourceError> {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -77,7 +136,7 @@ impl FileSource {
             source,
         })?;
         Ok(self.layout.items(
-            CountingReader::new(file, self.counter.clone()),
+            CountingReader::new(file, counter.clone()),
             format!("{}/{name}", self.label),
             self.source_name.clone(),
         ))
@@ -145,32 +204,6 @@ impl FileLayout {
             )),
             FileFormat::Hl7v2 => Box::new(Hl7Records::new(input, self.charset, label, source_name)),
         }
-    }
-}
-
-impl RecordSource for FileSource {
-    fn next_item(&mut self) -> Option<Result<SourceItem, SourceError>> {
-        loop {
-            if let Some(cur) = self.current.as_mut() {
-                match cur.next() {
-                    Some(item) => return Some(item),
-                    None => self.current = None,
-                }
-            }
-            let path = self.files.next()?;
-            match self.open_file(&path) {
-                Ok(it) => self.current = Some(it),
-                Err(e) => return Some(Err(e)),
-            }
-        }
-    }
-
-    fn bytes_read(&self) -> u64 {
-        self.counter.get()
-    }
-
-    fn describe(&self) -> String {
-        self.label.clone()
     }
 }
 

@@ -10,22 +10,22 @@ use futures::stream::BoxStream;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use super::files::{FileLayout, ItemIter};
-use super::{ByteCounter, CountingReader, RecordSource, SourceError, SourceItem, glob_match};
+use super::files::{FileLayout, FileOpener, FileSequence, ItemIter};
+use super::{ByteCounter, CountingReader, SourceError, glob_match};
 
-/// Reads the objects under one prefix of an object store.
-pub struct ObjectFileSource {
+/// The objects under one prefix of an object store, read as files.
+pub type ObjectFileSource = FileSequence<ObjectPrefix>;
+
+/// Opens objects of one object store.
+pub struct ObjectPrefix {
     source_name: String,
     label: String,
     layout: FileLayout,
     store: Arc<dyn ObjectStore>,
     runtime: tokio::runtime::Handle,
-    objects: std::vec::IntoIter<ObjectPath>,
-    current: Option<ItemIter>,
-    counter: ByteCounter,
 }
 
-impl ObjectFileSource {
+impl FileSequence<ObjectPrefix> {
     /// Lists the objects directly under `prefix` (shown as `label` in locations) whose names
     /// match `pattern`; names starting with `.` are in-flight uploads and are skipped. A
     /// prefix with no objects reads as no files, as an empty directory does.
@@ -55,19 +55,21 @@ impl ObjectFileSource {
             })
             .collect();
         objects.sort();
-        Ok(ObjectFileSource {
+        let opener = ObjectPrefix {
             source_name: source_name.to_string(),
             label: label.trim_end_matches('/').to_string(),
             layout,
             store,
             runtime,
-            objects: objects.into_iter(),
-            current: None,
-            counter: ByteCounter::default(),
-        })
+        };
+        Ok(FileSequence::new(opener, label, objects))
     }
+}
 
-    fn open_object(&self, path: &ObjectPath) -> Result<ItemIter, SourceError> {
+impl FileOpener for ObjectPrefix {
+    type File = ObjectPath;
+
+    fn open(&self, path: &ObjectPath, counter: &ByteCounter) -> Result<ItemIter, SourceError> {
         let got = self
             .runtime
             .block_on(self.store.get(path))
@@ -81,7 +83,7 @@ impl ObjectFileSource {
             runtime: self.runtime.clone(),
         };
         Ok(self.layout.items(
-            CountingReader::new(body, self.counter.clone()),
+            CountingReader::new(body, counter.clone()),
             format!("{}/{}", self.label, path.filename().unwrap_or_default()),
             self.source_name.clone(),
         ))
@@ -111,36 +113,11 @@ impl Read for ObjectBody {
     }
 }
 
-impl RecordSource for ObjectFileSource {
-    fn next_item(&mut self) -> Option<Result<SourceItem, SourceError>> {
-        loop {
-            if let Some(cur) = self.current.as_mut() {
-                match cur.next() {
-                    Some(item) => return Some(item),
-                    None => self.current = None,
-                }
-            }
-            let path = self.objects.next()?;
-            match self.open_object(&path) {
-                Ok(it) => self.current = Some(it),
-                Err(e) => return Some(Err(e)),
-            }
-        }
-    }
-
-    fn bytes_read(&self) -> u64 {
-        self.counter.get()
-    }
-
-    fn describe(&self) -> String {
-        self.label.clone()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::data_source::{Charset, FileFormat};
+    use crate::worker::source::{RecordSource, SourceItem};
 
     #[test]
     fn reads_matching_objects_under_the_prefix_in_name_order() {
