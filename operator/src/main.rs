@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 // The system allocator, on purpose: mimalloc made the worker about a sixth faster but raised
-// the operator's peak RSS at 5,000 Pipelines from 204 to 226 MiB (over its 200 MiB budget),
+// the operator's peak RSS at 5,000 Pipelines from 188 to 226 MiB (over its 200 MiB budget),
 // and one binary has one global allocator (bench/RESULTS.md).
 
 fn main() -> ExitCode {

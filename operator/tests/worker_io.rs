@@ -140,20 +140,41 @@ fn output_rows(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn pg_url() -> Option<String> {
-    match std::env::var("MEDPLAT_TEST_PG_URL") {
-        Ok(u) => Some(u),
+/// The value of `var`, set by `scripts/lib/with-services.sh` for a test that needs a real
+/// service; `None` (the test skips, saying so) when unset, unless `MEDPLAT_REQUIRE_REAL_TOOLS=1`
+/// makes that a failure.
+fn service_env(var: &str, test: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) => Some(v),
         Err(_) => {
             assert!(
                 std::env::var("MEDPLAT_REQUIRE_REAL_TOOLS").as_deref() != Ok("1"),
-                "MEDPLAT_TEST_PG_URL is unset but MEDPLAT_REQUIRE_REAL_TOOLS=1"
+                "{var} is unset but MEDPLAT_REQUIRE_REAL_TOOLS=1"
             );
             eprintln!(
-                "SKIPPING worker PostgreSQL test: MEDPLAT_TEST_PG_URL is unset (run under scripts/lib/with-services.sh)"
+                "SKIPPING worker {test} test: {var} is unset (run under scripts/lib/with-services.sh)"
             );
             None
         }
     }
+}
+
+fn pg_url() -> Option<String> {
+    service_env("MEDPLAT_TEST_PG_URL", "PostgreSQL")
+}
+
+/// Credentials Secret `pg` (trust auth: the password is not checked) and a pipeline reading
+/// the PostgreSQL connector `postgres` (the fields inside `postgres: {…}`) through `steps`.
+fn pg_pipeline(d: &Path, postgres: &str, steps: &str) {
+    secret(d, "pg", "username", "medplat\n");
+    secret(d, "pg", "password", "unused-with-trust-auth\n");
+    write_manifests(
+        d,
+        &format!(
+            "  system: HIS\n  connector: {{postgres: {{{postgres}}}}}\n  credentials: {{secretName: pg}}"
+        ),
+        steps,
+    );
 }
 
 /// Creates database `db` afresh and returns a client of the server's default database (to drop
@@ -211,12 +232,10 @@ fn worker_postgres_full_incremental_and_resume_after_failure() {
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    secret(d, "pg", "username", "medplat\n");
-    secret(d, "pg", "password", "unused-with-trust-auth\n");
-    write_manifests(
+    pg_pipeline(
         d,
         &format!(
-            "  system: HIS\n  connector: {{postgres: {{host: 127.0.0.1, port: {port}, database: {db}, table: his.patient, watermarkColumn: updated_at, sslMode: disable}}}}\n  credentials: {{secretName: pg}}"
+            "host: 127.0.0.1, port: {port}, database: {db}, table: his.patient, watermarkColumn: updated_at, sslMode: disable"
         ),
         "[{validate: {onFail: fail, rules: [{name: no-poison, field: name, pattern: \"[^!]*\"}]}}]",
     );
@@ -340,12 +359,10 @@ fn worker_postgres_cut_mid_stream_commits_nothing_and_the_rerun_reads_exactly_th
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    secret(d, "pg", "username", "medplat\n");
-    secret(d, "pg", "password", "unused-with-trust-auth\n");
-    write_manifests(
+    pg_pipeline(
         d,
         &format!(
-            "  system: HIS\n  connector: {{postgres: {{host: 127.0.0.1, port: {proxy_port}, database: {db}, table: his.patient, watermarkColumn: updated_at, sslMode: disable}}}}\n  credentials: {{secretName: pg}}"
+            "host: 127.0.0.1, port: {proxy_port}, database: {db}, table: his.patient, watermarkColumn: updated_at, sslMode: disable"
         ),
         "[]",
     );
@@ -614,20 +631,10 @@ fn worker_mllp_listener_acks_lands_and_survives_bad_clients() {
     assert!(events.contains("\"who\":\"system:serviceaccount:clinical:medplat-source-adt-feed\""));
 }
 
-/// The CA of the loopback PostgreSQL's server certificate (issued for `localhost` only), or
-/// `None` to skip, as `pg_url` does.
+/// The CA of the loopback PostgreSQL's server certificate (issued for `localhost` only).
 fn pg_ca() -> Option<String> {
-    match std::env::var("MEDPLAT_TEST_PG_CA") {
-        Ok(path) => Some(std::fs::read_to_string(path).unwrap()),
-        Err(_) => {
-            assert!(
-                std::env::var("MEDPLAT_REQUIRE_REAL_TOOLS").as_deref() != Ok("1"),
-                "MEDPLAT_TEST_PG_CA is unset but MEDPLAT_REQUIRE_REAL_TOOLS=1"
-            );
-            eprintln!("SKIPPING worker PostgreSQL TLS test: MEDPLAT_TEST_PG_CA is unset");
-            None
-        }
-    }
+    service_env("MEDPLAT_TEST_PG_CA", "PostgreSQL TLS")
+        .map(|path| std::fs::read_to_string(path).unwrap())
 }
 
 #[test]
@@ -661,18 +668,16 @@ fn worker_postgres_over_tls_encrypts_and_verify_full_checks_the_ca_and_the_name(
         let case = format!("{host} {mode} ca={with_ca}");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        secret(d, "pg", "username", "medplat\n");
-        secret(d, "pg", "password", "unused-with-trust-auth\n");
-        if with_ca {
-            secret(d, "pg", "ca.crt", &ca);
-        }
-        write_manifests(
+        pg_pipeline(
             d,
             &format!(
-                "  system: HIS\n  connector: {{postgres: {{host: {host}, port: {port}, database: {db}, query: {query:?}, sslMode: {mode}}}}}\n  credentials: {{secretName: pg}}"
+                "host: {host}, port: {port}, database: {db}, query: {query:?}, sslMode: {mode}"
             ),
             "[]",
         );
+        if with_ca {
+            secret(d, "pg", "ca.crt", &ca);
+        }
         let report = run(&rt, &doc(d));
         match failure {
             None => {
@@ -790,20 +795,9 @@ fn worker_reads_csv_hl7_and_ndjson_files_from_an_object_store_tier() {
     }
 }
 
-/// The loopback S3 endpoint (moto's server, started by `scripts/lib/with-services.sh`), or
-/// `None` to skip, as `pg_url` does.
+/// The loopback S3 endpoint (moto's server).
 fn s3_endpoint() -> Option<String> {
-    match std::env::var("MEDPLAT_TEST_S3_ENDPOINT") {
-        Ok(e) => Some(e),
-        Err(_) => {
-            assert!(
-                std::env::var("MEDPLAT_REQUIRE_REAL_TOOLS").as_deref() != Ok("1"),
-                "MEDPLAT_TEST_S3_ENDPOINT is unset but MEDPLAT_REQUIRE_REAL_TOOLS=1"
-            );
-            eprintln!("SKIPPING worker S3 test: MEDPLAT_TEST_S3_ENDPOINT is unset");
-            None
-        }
-    }
+    service_env("MEDPLAT_TEST_S3_ENDPOINT", "S3")
 }
 
 /// Two volume tiers (`raw`, `out`), an S3 tier `lake`, a CSV DataSource on `raw`, a

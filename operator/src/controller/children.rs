@@ -6,7 +6,7 @@
 //! `managedFields` stripped, answers both at a fraction of the memory of full objects. The
 //! same streams trigger reconciles of the owners (`Controller::owns_shared_stream`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -190,7 +190,9 @@ fn owner_uid_of<K: Resource>(o: &K) -> Vec<String> {
 /// than [`super::apply::CACHE_LAG_GRACE`] are dropped once there are many.
 #[derive(Default)]
 pub struct RecentDeletions {
-    at: std::sync::Mutex<std::collections::HashMap<(Option<String>, String), std::time::Instant>>,
+    /// By namespace (`""` for cluster-scoped children), then name: looked up with borrowed
+    /// strings, as the apply routine does for every child it considers.
+    at: std::sync::Mutex<HashMap<String, HashMap<String, std::time::Instant>>>,
 }
 
 impl RecentDeletions {
@@ -202,16 +204,18 @@ impl RecentDeletions {
             return;
         };
         if let Ok(mut at) = self.at.lock() {
-            if at.len() >= Self::KEEP {
-                at.retain(|_, t| t.elapsed() < super::apply::CACHE_LAG_GRACE);
+            if at.values().map(HashMap::len).sum::<usize>() >= Self::KEEP {
+                for names in at.values_mut() {
+                    names.retain(|_, t| t.elapsed() < super::apply::CACHE_LAG_GRACE);
+                }
+                at.retain(|_, names| !names.is_empty());
             }
-            at.insert(
-                (
-                    o.meta().namespace.clone(),
+            at.entry(o.meta().namespace.clone().unwrap_or_default())
+                .or_default()
+                .insert(
                     o.meta().name.clone().unwrap_or_default(),
-                ),
-                std::time::Instant::now(),
-            );
+                    std::time::Instant::now(),
+                );
         }
     }
 
@@ -220,7 +224,8 @@ impl RecentDeletions {
         self.at
             .lock()
             .ok()?
-            .get(&(namespace.map(str::to_string), name.to_string()))
+            .get(namespace.unwrap_or_default())?
+            .get(name)
             .copied()
     }
 }
@@ -696,6 +701,29 @@ mod tests {
             annotations.get(crate::controller::apply::APPLIED_HASH),
             Some(&"h".to_string())
         );
+    }
+
+    #[test]
+    fn deletions_are_remembered_by_namespace_and_name() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let deleted = |ns: Option<&str>, name: &str| {
+            Ok(watcher::Event::Delete(ConfigMap {
+                metadata: ObjectMeta {
+                    namespace: ns.map(str::to_string),
+                    name: Some(name.into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }))
+        };
+        let recent = RecentDeletions::default();
+        recent.observe(&deleted(Some("lab"), "a"));
+        recent.observe(&deleted(None, "cluster-wide"));
+        recent.observe::<ConfigMap>(&Ok(watcher::Event::Init));
+        assert!(recent.at(Some("lab"), "a").is_some());
+        assert!(recent.at(None, "cluster-wide").is_some());
+        assert!(recent.at(Some("other"), "a").is_none());
+        assert!(recent.at(Some("lab"), "b").is_none());
     }
 
     #[test]

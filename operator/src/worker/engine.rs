@@ -199,7 +199,7 @@ fn open_source(
             return Ok(Box::new(ObjectFileSource::open(
                 name,
                 store,
-                opts.runtime.clone(),
+                runtime.clone(),
                 &f.location.path,
                 &label,
                 &f.pattern,
@@ -208,26 +208,15 @@ fn open_source(
         }
         let dir = tier_path(doc, &f.location.tier, name)?.join(&f.location.path);
         return Ok(Box::new(FileSource::open(
-            name,
-            &dir,
-            &label,
-            &f.pattern,
-            f.format,
-            f.charset,
-            f.delimiter.as_deref(),
+            name, &dir, &label, &f.pattern, layout,
         )?));
     }
     if let Some(h) = &c.hl7v2 {
         let dir = tier_path(doc, &h.landing.tier, name)?.join(&h.landing.path);
         let label = format!("{}/{}", h.landing.tier, h.landing.path);
+        let layout = FileLayout::new(name, FileFormat::Hl7v2, h.charset, None)?;
         return Ok(Box::new(FileSource::open(
-            name,
-            &dir,
-            &label,
-            "*.hl7",
-            FileFormat::Hl7v2,
-            h.charset,
-            None,
+            name, &dir, &label, "*.hl7", layout,
         )?));
     }
     let creds = spec.credentials.as_ref();

@@ -109,7 +109,6 @@ async fn probe_target() -> (tokio::task::JoinHandle<()>, u16) {
     (task, port)
 }
 
-/// Runs the benchmark once at `size`.
 /// How many Deployments medplat made (the HL7 listeners) have fewer available replicas than
 /// desired.
 fn listeners_starting(sim: &kubesim::Sim) -> usize {
@@ -122,6 +121,7 @@ fn listeners_starting(sim: &kubesim::Sim) -> usize {
         .count()
 }
 
+/// Runs the benchmark once at `size`.
 pub async fn run_once(size: Size, idle: Duration, run: usize) -> RunResult {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (probe_task, port) = probe_target().await;

@@ -83,22 +83,20 @@ pub struct Directory {
 
 impl FileSequence<Directory> {
     /// Opens the directory `dir` (shown as `label` in locations) and lists the files matching
-    /// `pattern`. A missing directory is an error: the run fails before any output.
+    /// `pattern`, read as `layout` says. A missing directory is an error: the run fails before
+    /// any output.
     pub fn open(
         source_name: &str,
         dir: &Path,
         label: &str,
         pattern: &str,
-        format: FileFormat,
-        charset: Charset,
-        delimiter: Option<&str>,
+        layout: FileLayout,
     ) -> Result<FileSource, SourceError> {
         let io_err = |source| SourceError::Io {
             source_name: source_name.to_string(),
             path: dir.display().to_string(),
             source,
         };
-        let layout = FileLayout::new(source_name, format, charset, delimiter)?;
         let mut files = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io_err)? {
             let entry = entry.map_err(io_err)?;
@@ -223,9 +221,7 @@ mod tests {
             dir.path(),
             "t/p",
             "*.ndjson",
-            FileFormat::Ndjson,
-            Charset::Utf8,
-            None,
+            FileLayout::new("s", FileFormat::Ndjson, Charset::Utf8, None).unwrap(),
         )
         .unwrap();
         let mut seen = Vec::new();
@@ -256,9 +252,7 @@ mod tests {
             Path::new("/nonexistent/x"),
             "t/x",
             "*",
-            FileFormat::Csv,
-            Charset::Utf8,
-            None,
+            FileLayout::new("lis", FileFormat::Csv, Charset::Utf8, None).unwrap(),
         )
         .err()
         .unwrap();
