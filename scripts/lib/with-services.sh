@@ -64,20 +64,33 @@ s3_port=$((20000 + RANDOM % 20000))
 while [[ $s3_port -eq $pg_port ]]; do s3_port=$((20000 + RANDOM % 20000)); done
 python3 -m moto.server -H 127.0.0.1 -p "$s3_port" >"$pg_dir/moto.log" 2>&1 &
 s3_pid=$!
+# A second moto that checks every request's SigV4 signature (the first accepts any key).
+s3s_port=$((s3_port + 1))
+while [[ $s3s_port -eq $pg_port ]]; do s3s_port=$((s3s_port + 1)); done
+python3 -m moto.server -H 127.0.0.1 -p "$s3s_port" >"$pg_dir/moto-signed.log" 2>&1 &
+s3s_pid=$!
 cleanup() {
-  kill "$s3_pid" >/dev/null 2>&1 || true
+  kill "$s3_pid" "$s3s_pid" >/dev/null 2>&1 || true
   run_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$pg_dir"
 }
 trap cleanup EXIT
-for _ in $(seq 100); do
-  python3 -c "import socket; socket.create_connection(('127.0.0.1', $s3_port), 0.2)" 2>/dev/null && break
-  sleep 0.1
+for port in "$s3_port" "$s3s_port"; do
+  for _ in $(seq 100); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break
+    sleep 0.1
+  done
 done
+# One line each: the key id and the secret of an IAM user that exists only in that moto.
+s3s_out=$(python3 "$(dirname "${BASH_SOURCE[0]}")/moto-signed-s3.py" "http://127.0.0.1:$s3s_port" medplat-signed) ||
+  { echo "with-services: cannot prepare the signature-checking moto" >&2; cat "$pg_dir/moto-signed.log" >&2; exit 2; }
+mapfile -t s3s_key <<<"$s3s_out"
 
 export MEDPLAT_TEST_PG_URL="postgresql://medplat@127.0.0.1:$pg_port/postgres"
 export MEDPLAT_TEST_PG_CA="$tls/ca.crt"
 export MEDPLAT_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
+# Bucket medplat-signed, readable and writable only with this key pair, correctly signed.
+export MEDPLAT_TEST_S3_SIGNED="http://127.0.0.1:$s3s_port ${s3s_key[0]} ${s3s_key[1]}"
 # Tests that need a real tool fail instead of skipping when this is set.
 export MEDPLAT_REQUIRE_REAL_TOOLS=1
 "$@"

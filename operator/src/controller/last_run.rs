@@ -123,7 +123,8 @@ pub async fn last_run(
     Ok(Some((run, summary)))
 }
 
-/// Exports a finished run's metrics once per Job, and warns about a failed run once.
+/// Exports a finished run's metrics once per Job, and warns about a failed run, or one that
+/// left old versions behind, once.
 pub async fn observe_run(
     ctx: &Context,
     ns: &str,
@@ -155,6 +156,27 @@ pub async fn observe_run(
                 .worker_access_denied
                 .with_label_values(&[ns, name])
                 .inc_by(s.access_denied as f64);
+        }
+    }
+    // A run that committed but could not remove old versions leaves data past its retention
+    // until a later run succeeds in removing it: say so once per Job.
+    if let Some(s) = summary
+        && let Some(first) = s.warnings.first()
+    {
+        let job = run.job_name.clone().unwrap_or_default();
+        if ctx.first_sighting(&format!("{ns}/{job}/warnings")) {
+            let more = match s.warnings.len() {
+                1 => String::new(),
+                n => format!(" ({} more in the run summary)", n - 1),
+            };
+            ctx.event(
+                reference,
+                EventType::Warning,
+                "RunLeftOldVersions",
+                "Run",
+                format!("Job {job} committed, but {first}{more}"),
+            )
+            .await;
         }
     }
     if failed {

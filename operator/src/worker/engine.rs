@@ -448,6 +448,7 @@ pub fn run(doc: &ResolvedPipeline, opts: &RunOptions) -> RunReport {
         bytes_read: state.bytes_read,
         bytes_written: state.bytes_written,
         access_denied: state.access_denied,
+        warnings: std::mem::take(&mut state.warnings),
         metrics: Default::default(),
     }
     .with_metrics();
@@ -480,6 +481,8 @@ struct RunState {
     bytes_read: u64,
     bytes_written: u64,
     access_denied: u64,
+    /// What the run could not clean up after its commit (old versions left in place).
+    warnings: Vec<String>,
     /// The staging directory, removed when the run fails (a killed run's is removed by the next).
     staging: Option<PathBuf>,
 }
@@ -932,7 +935,10 @@ fn run_inner(
         Some(out_count),
         committed.as_ref().err().map(|e| e.to_string()),
     )?;
-    committed?;
+    for left in committed? {
+        tracing::warn!(sink = %sink_name, "committed, but {left}");
+        state.warnings.push(left);
+    }
     Ok(manifest)
 }
 

@@ -74,12 +74,16 @@ pub trait DatasetStore: Send {
     /// Commits the staged files as the new current version. `manifest.files` lists every file
     /// of the version; those not in the staging directory are carried over from the current
     /// version (incremental appends).
+    ///
+    /// An error means the old version is still the current one. Once the new one is, the run
+    /// has succeeded: old versions that could not be removed after that are returned, one
+    /// message each, for the run's summary (the next commit tries again).
     fn commit(
         &mut self,
         run_id: &str,
         staging: &Path,
         manifest: &RunManifest,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Vec<String>, StoreError>;
 }
 
 /// Flushes a directory entry to disk so a rename inside it survives a crash.
@@ -179,7 +183,7 @@ impl DatasetStore for VolumeStore {
         run_id: &str,
         staging: &Path,
         manifest: &RunManifest,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
         let previous = self.current_dir()?;
         for f in manifest.files.iter().chain(&manifest.quarantine_files) {
             let staged = staging.join(&f.path);
@@ -231,17 +235,57 @@ impl DatasetStore for VolumeStore {
         sync_dir(parent)?;
 
         // Only now may old versions go.
-        for entry in std::fs::read_dir(&self.versions)
-            .map_err(io("cannot list", &self.versions))?
-            .flatten()
-        {
+        let mut left = Vec::new();
+        let entries = match std::fs::read_dir(&self.versions) {
+            Ok(entries) => entries,
+            Err(e) => {
+                left.push(io("cannot list old versions in", &self.versions)(e).to_string());
+                return Ok(left);
+            }
+        };
+        for entry in entries.flatten() {
             if entry.file_name().to_string_lossy() != run_id {
                 let p = entry.path();
-                std::fs::remove_dir_all(&p).map_err(io("cannot remove old version", &p))?;
+                if let Err(e) = std::fs::remove_dir_all(&p) {
+                    left.push(io("cannot remove old version", &p)(e).to_string());
+                }
             }
         }
-        Ok(())
+        Ok(left)
     }
+}
+
+/// Elements of an S3 error body that echo the credentials or the signed request: S3 sends
+/// back the access key id, and the string it expected to be signed, with
+/// `SignatureDoesNotMatch`.
+const ECHOED_ELEMENTS: [&str; 6] = [
+    "AWSAccessKeyId",
+    "StringToSign",
+    "StringToSignBytes",
+    "CanonicalRequest",
+    "CanonicalRequestBytes",
+    "SignatureProvided",
+];
+
+/// An object store's error as text for run errors, summaries and Events, with what S3 echoes
+/// of the credentials cut out (the message carries the response body).
+pub fn object_error_text(e: &object_store::Error) -> String {
+    scrub_echoed_credentials(&e.to_string())
+}
+
+fn scrub_echoed_credentials(text: &str) -> String {
+    let mut out = text.to_string();
+    for name in ECHOED_ELEMENTS {
+        let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+        let mut from = 0;
+        while let Some(start) = out[from..].find(&open).map(|i| from + i + open.len()) {
+            // An element cut off by a truncated body is redacted to the end.
+            let end = out[start..].find(&close).map_or(out.len(), |i| start + i);
+            out.replace_range(start..end, "<redacted>");
+            from = start + "<redacted>".len();
+        }
+    }
+    out
 }
 
 /// A dataset in an object-store tier.
@@ -278,7 +322,7 @@ impl ObjectStoreDataset {
         let location = location.to_string();
         move |e| StoreError::Object {
             location: location.clone(),
-            message: e.to_string(),
+            message: object_error_text(&e),
         }
     }
 
@@ -336,7 +380,7 @@ impl DatasetStore for ObjectStoreDataset {
         run_id: &str,
         staging: &Path,
         manifest: &RunManifest,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
         let version = format!("_versions/{run_id}");
         let mut committed = manifest.clone();
         self.runtime.block_on(async {
@@ -364,40 +408,78 @@ impl DatasetStore for ObjectStoreDataset {
                 .put(&current, body.into())
                 .await
                 .map_err(self.err(&current))?;
-
-            // Delete versions the new pointer no longer references.
-            use futures::TryStreamExt;
-            let prefix = self.object("_versions");
-            let objects: Vec<_> = self
-                .store
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .map_err(self.err(&prefix))?;
-            let keep: std::collections::HashSet<String> = committed
-                .files
-                .iter()
-                .chain(&committed.quarantine_files)
-                .filter_map(|f| f.path.split('/').nth(1).map(String::from))
-                .chain(std::iter::once(run_id.to_string()))
-                .collect();
-            for o in objects {
-                let rel = o
-                    .location
-                    .as_ref()
-                    .strip_prefix(&format!("{}/", self.dataset))
-                    .unwrap_or_default();
-                let ver = rel.split('/').nth(1).unwrap_or_default();
-                if !keep.contains(ver) {
-                    self.store
-                        .delete(&o.location)
-                        .await
-                        .map_err(self.err(&o.location))?;
-                }
-            }
             Ok::<(), StoreError>(())
         })?;
         self.scratch = None;
-        Ok(())
+        let keep: std::collections::HashSet<String> = committed
+            .files
+            .iter()
+            .chain(&committed.quarantine_files)
+            .filter_map(|f| f.path.split('/').nth(1).map(String::from))
+            .chain(std::iter::once(run_id.to_string()))
+            .collect();
+        Ok(self.runtime.block_on(self.prune_versions(&keep)))
+    }
+}
+
+impl ObjectStoreDataset {
+    /// Deletes the objects of versions not in `keep`; returns what could not be deleted.
+    async fn prune_versions(&self, keep: &std::collections::HashSet<String>) -> Vec<String> {
+        use futures::TryStreamExt;
+        let prefix = self.object("_versions");
+        let objects: Vec<_> = match self.store.list(Some(&prefix)).try_collect().await {
+            Ok(objects) => objects,
+            Err(e) => return vec![self.err(&prefix)(e).to_string()],
+        };
+        let mut left = Vec::new();
+        for o in objects {
+            let rel = o
+                .location
+                .as_ref()
+                .strip_prefix(&format!("{}/", self.dataset))
+                .unwrap_or_default();
+            let ver = rel.split('/').nth(1).unwrap_or_default();
+            if !keep.contains(ver)
+                && let Err(e) = self.store.delete(&o.location).await
+            {
+                left.push(self.err(&o.location)(e).to_string());
+            }
+        }
+        left
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_s3_echoes_of_the_credentials_is_cut_from_error_text() {
+        // The shape of S3's SignatureDoesNotMatch body, with made-up values.
+        let body = "403 Forbidden: <Error><Code>SignatureDoesNotMatch</Code><Message>check your key</Message>\
+            <AWSAccessKeyId>AKIAEXAMPLEKEYID0001</AWSAccessKeyId><StringToSign>AWS4-HMAC-SHA256\n20261203T120000Z</StringToSign>\
+            <SignatureProvided>abc123</SignatureProvided><StringToSignBytes>41 57 53</StringToSignBytes>\
+            <CanonicalRequest>PUT /b/k</CanonicalRequest><CanonicalRequestBytes>50 55</CanonicalRequestBytes>\
+            <RequestId>R1</RequestId></Error>";
+        let text = scrub_echoed_credentials(body);
+        for echoed in [
+            "AKIAEXAMPLEKEYID0001",
+            "20261203T120000Z",
+            "abc123",
+            "41 57 53",
+            "PUT /b/k",
+            "50 55",
+        ] {
+            assert!(!text.contains(echoed), "{echoed} in {text}");
+        }
+        assert!(text.contains("<Code>SignatureDoesNotMatch</Code>"));
+        assert!(text.contains("<AWSAccessKeyId><redacted></AWSAccessKeyId>"));
+        assert!(text.contains("<RequestId>R1</RequestId>"));
+        // A body cut off inside an element.
+        assert_eq!(
+            scrub_echoed_credentials("x <AWSAccessKeyId>AKIAEXAMPLE"),
+            "x <AWSAccessKeyId><redacted>"
+        );
+        assert_eq!(scrub_echoed_credentials("no body"), "no body");
     }
 }

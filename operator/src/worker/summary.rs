@@ -61,6 +61,10 @@ pub struct RunSummary {
     pub bytes_written: u64,
     /// Accesses the policy bundle refused.
     pub access_denied: u64,
+    /// What went wrong after the commit, which the run survived: old versions it could not
+    /// remove (they stay until a later commit removes them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// The run's metrics, keyed `name{label="value",...}`.
     pub metrics: BTreeMap<String, f64>,
 }
@@ -99,12 +103,23 @@ impl RunSummary {
     /// The summary as one JSON line, within the termination-message limit.
     pub fn to_line(&self) -> String {
         let mut s = self.clone();
+        let mut omitted = 0;
         loop {
             let line = serde_json::to_string(&s).unwrap_or_default();
             if line.len() < TERMINATION_MESSAGE_LIMIT {
                 return line;
             }
-            // Only the message can be long.
+            // Warnings go first, last first, counted in a note that takes the last place.
+            if omitted > 0 {
+                s.warnings.pop();
+            }
+            if s.warnings.pop().is_some() {
+                omitted += 1;
+                s.warnings
+                    .push(format!("{omitted} more warnings not shown"));
+                continue;
+            }
+            // Then the message is halved.
             match s.message.as_mut() {
                 Some(msg) if msg.len() > 64 => {
                     let mut cut = msg.len() / 2;
@@ -158,6 +173,9 @@ impl RunSummary {
         if let Some(m) = &self.message {
             s.push_str(&format!("  reason: {m}\n"));
         }
+        for w in &self.warnings {
+            s.push_str(&format!("  warning: {w}\n"));
+        }
         s
     }
 }
@@ -187,6 +205,7 @@ mod tests {
             bytes_read: 1,
             bytes_written: 2,
             access_denied: 1,
+            warnings: vec![],
             metrics: BTreeMap::new(),
         }
         .with_metrics();
@@ -202,5 +221,42 @@ mod tests {
             1.0
         );
         assert_eq!(v["medplatRunSummary"], true);
+    }
+
+    #[test]
+    fn warnings_are_cut_last_first_with_a_count_before_the_message_is() {
+        let s = RunSummary {
+            medplat_run_summary: true,
+            namespace: "clinical".into(),
+            pipeline: "p".into(),
+            run_id: "r".into(),
+            result: RunOutcome::Succeeded,
+            message: Some("kept whole".into()),
+            records: Counts::default(),
+            output_level: None,
+            sink: "t/d".into(),
+            duration_seconds: 1.0,
+            bytes_read: 0,
+            bytes_written: 0,
+            access_denied: 0,
+            warnings: (0..40)
+                .map(|i| format!("cannot remove old version v{i}: {}", "x".repeat(200)))
+                .collect(),
+            metrics: BTreeMap::new(),
+        };
+        let line = s.to_line();
+        assert!(line.len() < TERMINATION_MESSAGE_LIMIT);
+        let back: RunSummary = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.message.as_deref(), Some("kept whole"));
+        let shown = back.warnings.len() - 1;
+        assert!(shown >= 1 && back.warnings[0].starts_with("cannot remove old version v0:"));
+        assert_eq!(
+            back.warnings[shown],
+            format!("{} more warnings not shown", 40 - shown)
+        );
+        assert!(
+            s.human()
+                .contains("  warning: cannot remove old version v39")
+        );
     }
 }

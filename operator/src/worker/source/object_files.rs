@@ -12,6 +12,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::files::{FileLayout, FileOpener, FileSequence, ItemIter};
 use super::{ByteCounter, CountingReader, SourceError, glob_match};
+use crate::worker::store::object_error_text;
 
 /// The objects under one prefix of an object store, read as files.
 pub type ObjectFileSource = FileSequence<ObjectPrefix>;
@@ -43,7 +44,7 @@ impl FileSequence<ObjectPrefix> {
             .block_on(store.list_with_delimiter(Some(&prefix)))
             .map_err(|e| SourceError::Remote {
                 source_name: source_name.to_string(),
-                message: format!("cannot list {label}: {e}"),
+                message: format!("cannot list {label}: {}", object_error_text(&e)),
             })?;
         let mut objects: Vec<ObjectPath> = listed
             .objects
@@ -75,7 +76,7 @@ impl FileOpener for ObjectPrefix {
             .block_on(self.store.get(path))
             .map_err(|e| SourceError::Remote {
                 source_name: self.source_name.clone(),
-                message: format!("cannot read {path}: {e}"),
+                message: format!("cannot read {path}: {}", object_error_text(&e)),
             })?;
         let body = ObjectBody {
             stream: got.into_stream(),
