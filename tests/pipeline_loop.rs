@@ -305,3 +305,85 @@ async fn a_violation_blocks_the_pipeline_until_it_is_fixed() {
     .await;
     op.stop().await;
 }
+
+#[tokio::test]
+async fn worker_resources_size_the_pods_and_a_request_above_its_limit_stalls_the_pipeline() {
+    let c = Cluster::start(Cluster::default_nodes()).await;
+    c.apply_hospital(&["Platform"]).await;
+    // Compliant in every other way: pseudonymised lab results into the curated tier.
+    c.apply(&json!({"apiVersion": V, "kind": "Pipeline", "metadata": {"name": "sized", "namespace": "clinical"},
+        "spec": {"purpose": "Treatment", "sources": ["lis-results"], "sink": {"tier": "curated-l3", "dataset": "lab/sized"},
+                 "steps": [{"deidentify": {"keys": {"secretName": "lab-deid-keys"}, "rules": [
+                    {"identifier": "direct", "method": "cryptoHash"},
+                    {"identifier": "quasi", "method": "keep"},
+                    {"identifier": "none", "method": "keep"}]}}],
+                 "resources": {"requests": {"memory": "4Gi"}, "limits": {"memory": "1Gi"}},
+                 "schedule": "0 3 * * *", "serviceAccountName": "medplat-pipeline-lab-results-curated"}}))
+        .await;
+    let op = c.start_operator(test_settings());
+    let p = eventually(T, "Stalled=True", || async {
+        let p = pipeline(&c, "sized").await?;
+        (condition(&p, "Stalled")?.0 == "True").then_some(p)
+    })
+    .await;
+    let (_, reason, message) = condition(&p, "Ready").unwrap();
+    assert_eq!(reason, "InvalidResources");
+    assert_eq!(
+        message,
+        "spec.resources.requests.memory 4Gi is above spec.resources.limits.memory 1Gi"
+    );
+    // The sizing is no policy matter: the pipeline is compliant, and nothing runs.
+    assert_eq!(condition(&p, "PolicyCompliant").unwrap().0, "True");
+    let events = c
+        .api("events.k8s.io/v1", "Event", Some("clinical"))
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.data["reason"] == "InvalidResources"
+                && e.data["regarding"]["name"] == "sized")
+    );
+    assert!(
+        c.get(
+            "batch/v1",
+            "CronJob",
+            Some("clinical"),
+            "medplat-pipeline-sized"
+        )
+        .await
+        .is_none()
+    );
+
+    // Fixed: the CronJob's worker gets what the spec asks for.
+    c.api(V, "Pipeline", Some("clinical"))
+        .patch(
+            "sized",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"spec": {"resources": {"limits": {"memory": "8Gi", "cpu": "4"}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let cj = eventually(T, "the CronJob once sized", || async {
+        c.get(
+            "batch/v1",
+            "CronJob",
+            Some("clinical"),
+            "medplat-pipeline-sized",
+        )
+        .await
+    })
+    .await;
+    let resources =
+        &cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["resources"];
+    assert_eq!(
+        resources["requests"],
+        json!({"cpu": "100m", "memory": "4Gi"})
+    );
+    assert_eq!(resources["limits"], json!({"cpu": "4", "memory": "8Gi"}));
+    op.stop().await;
+}

@@ -11,6 +11,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::api::worker_resources::WorkerSizing;
 use crate::api::{self, AccessPolicy, DataSource, Pipeline, Platform, StorageTier};
 use crate::manifests::LoadedObject;
 use crate::policy::placement::{audit_tier_problem, source_placement};
@@ -331,7 +332,7 @@ impl World {
             tiers: &tiers,
             policies: &named,
         };
-        evaluate_pipeline(&ctx, now)
+        let mut problems: Vec<Problem> = evaluate_pipeline(&ctx, now)
             .violations
             .into_iter()
             .map(|v| Problem {
@@ -346,7 +347,19 @@ impl World {
                     Severity::Warning
                 },
             })
-            .collect()
+            .collect();
+        // What the operator would stall the pipeline for, beyond policy.
+        if let Err(e) = WorkerSizing::of(pipeline.spec.resources.as_ref()) {
+            problems.push(Problem {
+                file: obj.location(),
+                object: obj.display_name(),
+                field: e.field(),
+                reason: "InvalidResources".into(),
+                message: e.to_string(),
+                severity: Severity::Error,
+            });
+        }
+        problems
     }
 }
 

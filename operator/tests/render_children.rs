@@ -264,6 +264,38 @@ fn an_on_demand_request_becomes_one_deterministically_named_job() {
 }
 
 #[test]
+fn spec_resources_size_the_worker_and_unset_amounts_keep_the_defaults() {
+    let d = |p: &Pipeline| decide(p, &[serde_yaml::from_str(POLICY).unwrap()]);
+    let worker_resources = |p: &Pipeline| {
+        let children = render(p, &d(p), false, None);
+        let spec = pod_spec(find(&children, "CronJob"));
+        let r = spec.containers[0].resources.clone().unwrap();
+        let amount = |m: &Option<
+            BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+        >,
+                      k: &str| { m.as_ref().unwrap()[k].0.clone() };
+        [
+            amount(&r.requests, "cpu"),
+            amount(&r.requests, "memory"),
+            amount(&r.limits, "cpu"),
+            amount(&r.limits, "memory"),
+        ]
+    };
+    assert_eq!(
+        worker_resources(&pipeline(CURATED)),
+        ["100m", "256Mi", "2", "2Gi"]
+    );
+    let sized = CURATED.replace(
+        "  schedule:",
+        "  resources: {requests: {cpu: '1', memory: 6Gi}, limits: {cpu: '4'}}\n  schedule:",
+    );
+    assert_eq!(
+        worker_resources(&pipeline(&sized)),
+        ["1", "6Gi", "4", "6Gi"]
+    );
+}
+
+#[test]
 fn low_level_pipelines_need_no_hardened_nodes_and_object_store_sinks_get_egress() {
     let p = pipeline(
         r#"

@@ -17,6 +17,7 @@ pub mod refs;
 pub mod resolved;
 pub mod steps;
 pub mod storage_tier;
+pub mod worker_resources;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::classification::{Classification, Purpose};
 use super::conditions::Condition;
 use super::steps::Step;
+use super::worker_resources::WorkerResources;
 
 /// The annotation whose change requests an on-demand run (any new value, e.g. a timestamp).
 pub const RUN_REQUESTED_AT: &str = "medplat.io/run-requested-at";
@@ -70,6 +71,10 @@ pub struct PipelineSpec {
     #[serde(default = "default_backoff_limit")]
     #[schemars(range(min = 0, max = 10))]
     pub backoff_limit: u32,
+    /// CPU and memory of each worker pod. Unset amounts keep the defaults (requests 100m CPU
+    /// and 256Mi, limits 2 CPUs and 2Gi); the worker runs one thread per CPU of its limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<WorkerResources>,
 }
 
 fn default_parallelism() -> u32 {

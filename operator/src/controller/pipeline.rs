@@ -26,6 +26,7 @@ use super::status::{Outcome, conditions_for};
 use crate::api::conditions::POLICY_COMPLIANT;
 use crate::api::pipeline::{Lineage, Pipeline, PipelineStatus, RUN_REQUESTED_AT};
 use crate::api::resolved::{Mounts, ResolvedPipeline};
+use crate::api::worker_resources::WorkerSizing;
 use crate::api::{AccessPolicy, DataSource, StorageTier};
 use crate::policy::{
     NamedPolicy, PipelineContext, PipelineDecision, evaluate_pipeline, source_level,
@@ -172,7 +173,9 @@ pub async fn reconcile(
             }
         }
     }
-    let runnable = decision.allowed() && missing_secrets.is_empty() && resolved.is_some();
+    let sizing = WorkerSizing::of(pipeline.spec.resources.as_ref());
+    let runnable =
+        decision.allowed() && missing_secrets.is_empty() && resolved.is_some() && sizing.is_ok();
 
     // build
     let status_seen = ctx.statuses.current(pipeline, pipeline.status.as_ref());
@@ -283,6 +286,8 @@ pub async fn reconcile(
     };
     let outcome = if !compliant {
         Outcome::stalled("PolicyViolation", compliant_message.clone())
+    } else if let Err(e) = &sizing {
+        Outcome::stalled("InvalidResources", e.to_string())
     } else if resolved.is_none() {
         Outcome::stalled(
             "MissingReference",

@@ -26,6 +26,7 @@ use crate::api::pipeline::Pipeline;
 #[cfg(doc)]
 use crate::api::resolved::Mounts;
 use crate::api::resolved::{ResolvedPipeline, TierLocation};
+use crate::api::worker_resources::WorkerSizing;
 use crate::policy::PipelineDecision;
 
 /// Where the resolved-pipeline document is mounted in worker pods. Secrets and tiers are
@@ -204,6 +205,9 @@ fn render_pod_template(
     config_map: &str,
 ) -> Result<PodTemplateSpec, RenderError> {
     let p = input.pipeline;
+    // Sizing the reconciler refused stalls the pipeline (it may not run), so the suspended
+    // CronJob it keeps meanwhile carries the defaults.
+    let sizing = WorkerSizing::of(p.spec.resources.as_ref()).unwrap_or_default();
     let level = input.decision.processing_level();
     let mut labels = owner.labels("pipeline-run");
     labels.insert(PIPELINE.into(), truncate_label(&owner.name));
@@ -305,7 +309,12 @@ fn render_pod_template(
             }),
             ..EnvVar::default()
         }]),
-        resources: Some(resources("100m", "256Mi", "2", "2Gi")),
+        resources: Some(resources(
+            &sizing.cpu_request,
+            &sizing.memory_request,
+            &sizing.cpu_limit,
+            &sizing.memory_limit,
+        )),
         security_context: Some(restricted_container_security_context()),
         volume_mounts: Some(mounts),
         termination_message_policy: Some("File".into()),

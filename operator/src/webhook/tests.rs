@@ -182,6 +182,19 @@ fn cases() -> Vec<Case> {
             &[],
         ),
         c(
+            "a worker request above its limit",
+            "CREATE",
+            with(
+                sync.clone(),
+                "/spec/resources",
+                json!({"requests": {"cpu": "4"}, "limits": {"cpu": "2"}}),
+            ),
+            None,
+            false,
+            &["InvalidResources"],
+            &[],
+        ),
+        c(
             "L4 into an L2 unencrypted research tier",
             "CREATE",
             leak(),
