@@ -852,6 +852,48 @@ fn s3_manifests(endpoint: &str, bucket: &str, back_path: &str) -> String {
     .join("---\n")
 }
 
+/// Writes [`s3_manifests`] under `d` and resolves `pipeline` from them.
+fn resolve_s3(
+    d: &Path,
+    endpoint: &str,
+    bucket: &str,
+    pipeline: &str,
+    back_path: &str,
+) -> ResolvedPipeline {
+    std::fs::create_dir_all(d.join("manifests")).unwrap();
+    std::fs::write(
+        d.join("manifests/all.yaml"),
+        s3_manifests(endpoint, bucket, back_path),
+    )
+    .unwrap();
+    resolve_from_manifests(
+        &d.join("manifests"),
+        "t",
+        pipeline,
+        &d.join("data"),
+        &d.join("secrets"),
+    )
+    .unwrap()
+}
+
+/// The test's own client of a bucket, to see what a reader of it sees.
+fn s3_store(
+    endpoint: &str,
+    bucket: &str,
+    key_id: &str,
+    secret: &str,
+) -> impl object_store::ObjectStore {
+    object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_bucket_name(bucket)
+        .with_region("us-east-1")
+        .with_access_key_id(key_id)
+        .with_secret_access_key(secret)
+        .with_allow_http(true)
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn worker_writes_to_and_reads_from_a_real_s3_endpoint() {
     let Some(endpoint) = s3_endpoint() else {
@@ -880,22 +922,8 @@ fn worker_writes_to_and_reads_from_a_real_s3_endpoint() {
     }
     std::fs::create_dir_all(d.join("data/raw/in")).unwrap();
     std::fs::write(d.join("data/raw/in/a.csv"), csv).unwrap();
-    let resolve = |pipeline: &str, back_path: &str| {
-        std::fs::create_dir_all(d.join("manifests")).unwrap();
-        std::fs::write(
-            d.join("manifests/all.yaml"),
-            s3_manifests(&endpoint, &bucket, back_path),
-        )
-        .unwrap();
-        resolve_from_manifests(
-            &d.join("manifests"),
-            "t",
-            pipeline,
-            &d.join("data"),
-            &d.join("secrets"),
-        )
-        .unwrap()
-    };
+    let resolve =
+        |pipeline: &str, back_path: &str| resolve_s3(d, &endpoint, &bucket, pipeline, back_path);
 
     // Volume → S3, through the worker's own S3 client (no store given to the run).
     let wrote = run(&rt, &resolve("to-lake", "unused"));
@@ -904,15 +932,7 @@ fn worker_writes_to_and_reads_from_a_real_s3_endpoint() {
     assert_eq!(m.counts.records_out, rows);
 
     // What a reader of the bucket sees: the pointer written last names that version.
-    let store = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(&endpoint)
-        .with_bucket_name(&bucket)
-        .with_region("us-east-1")
-        .with_access_key_id("dev-only-key-id")
-        .with_secret_access_key("dev-only-secret-key")
-        .with_allow_http(true)
-        .build()
-        .unwrap();
+    let store = s3_store(&endpoint, &bucket, "dev-only-key-id", "dev-only-secret-key");
     let current: serde_json::Value = rt.block_on(async {
         use object_store::ObjectStoreExt;
         let b = store
@@ -978,30 +998,9 @@ fn worker_signs_s3_requests_with_the_secrets_keys_and_a_wrong_key_fails_before_a
     let resolve = |pipeline: &str, back_path: &str, id: &str, secret_key: &str| {
         secret(d, "lake-keys", "id", id);
         secret(d, "lake-keys", "secret", secret_key);
-        std::fs::create_dir_all(d.join("manifests")).unwrap();
-        std::fs::write(
-            d.join("manifests/all.yaml"),
-            s3_manifests(&endpoint, bucket, back_path),
-        )
-        .unwrap();
-        resolve_from_manifests(
-            &d.join("manifests"),
-            "t",
-            pipeline,
-            &d.join("data"),
-            &d.join("secrets"),
-        )
-        .unwrap()
+        resolve_s3(d, &endpoint, bucket, pipeline, back_path)
     };
-    let store = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(&endpoint)
-        .with_bucket_name(bucket)
-        .with_region("us-east-1")
-        .with_access_key_id(&key_id)
-        .with_secret_access_key(&key_secret)
-        .with_allow_http(true)
-        .build()
-        .unwrap();
+    let store = s3_store(&endpoint, bucket, &key_id, &key_secret);
     let objects = || -> Vec<String> {
         rt.block_on(async {
             use futures::TryStreamExt;
