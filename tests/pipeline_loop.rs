@@ -206,12 +206,12 @@ async fn a_violation_blocks_the_pipeline_until_it_is_fixed() {
         .is_none(),
         "a non-compliant pipeline must not get a CronJob"
     );
-    let events = c
-        .api("events.k8s.io/v1", "Event", Some("clinical"))
-        .list(&Default::default())
-        .await
-        .unwrap();
-    assert!(events.items.iter().any(|e| e.data["reason"] == "PolicyViolation" && e.data["regarding"]["name"] == "leak"));
+    assert!(
+        c.events("clinical")
+            .await
+            .iter()
+            .any(|e| e["reason"] == "PolicyViolation" && e["regarding"]["name"] == "leak")
+    );
     let metrics = op.operator.context.metrics.encode().unwrap();
     assert!(
         metrics.contains("medplat_policy_violations{namespace=\"clinical\",pipeline=\"leak\"} 4"),
@@ -334,17 +334,11 @@ async fn worker_resources_size_the_pods_and_a_request_above_its_limit_stalls_the
     );
     // The sizing is no policy matter: the pipeline is compliant, and nothing runs.
     assert_eq!(condition(&p, "PolicyCompliant").unwrap().0, "True");
-    let events = c
-        .api("events.k8s.io/v1", "Event", Some("clinical"))
-        .list(&Default::default())
-        .await
-        .unwrap();
     assert!(
-        events
-            .items
+        c.events("clinical")
+            .await
             .iter()
-            .any(|e| e.data["reason"] == "InvalidResources"
-                && e.data["regarding"]["name"] == "sized")
+            .any(|e| e["reason"] == "InvalidResources" && e["regarding"]["name"] == "sized")
     );
     assert!(
         c.get(

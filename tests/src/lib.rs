@@ -157,6 +157,15 @@ impl Cluster {
             .map(|o| serde_json::to_value(o).unwrap())
     }
 
+    /// The Events (`events.k8s.io/v1`) in `namespace`, as JSON.
+    pub async fn events(&self, namespace: &str) -> Vec<Value> {
+        self.api("events.k8s.io/v1", "Event", Some(namespace))
+            .list(&Default::default())
+            .await
+            .map(|l| l.items.iter().map(|e| e.data.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Starts the operator with `settings`.
     pub fn start_operator(&self, settings: Settings) -> RunningOperator {
         let (stop, mut rx) = watch::channel(false);
