@@ -11,7 +11,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::worker_resources::WorkerSizing;
+use crate::api::worker_resources::{INVALID_RESOURCES, WorkerSizing};
 use crate::api::{self, AccessPolicy, DataSource, Pipeline, Platform, StorageTier};
 use crate::manifests::LoadedObject;
 use crate::policy::placement::{audit_tier_problem, source_placement};
@@ -354,7 +354,7 @@ impl World {
                 file: obj.location(),
                 object: obj.display_name(),
                 field: e.field(),
-                reason: "InvalidResources".into(),
+                reason: INVALID_RESOURCES.into(),
                 message: e.to_string(),
                 severity: Severity::Error,
             });

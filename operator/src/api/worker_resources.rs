@@ -31,6 +31,9 @@ pub struct ResourceAmounts {
     pub memory: Option<String>,
 }
 
+/// The condition, Event, webhook and `medplat check` reason for a refused `spec.resources`.
+pub const INVALID_RESOURCES: &str = "InvalidResources";
+
 /// Why `spec.resources` cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ResourcesError {
@@ -102,13 +105,13 @@ impl WorkerSizing {
         let requests = resources.and_then(|r| r.requests.as_ref());
         let limits = resources.and_then(|r| r.limits.as_ref());
         let (cpu_request, cpu_limit) = checked_pair(
-            "cpu",
+            &CPU,
             requests.and_then(|r| r.cpu.as_deref()),
             limits.and_then(|l| l.cpu.as_deref()),
             (&d.cpu_request, &d.cpu_limit),
         )?;
         let (memory_request, memory_limit) = checked_pair(
-            "memory",
+            &MEMORY,
             requests.and_then(|r| r.memory.as_deref()),
             limits.and_then(|l| l.memory.as_deref()),
             (&d.memory_request, &d.memory_limit),
@@ -122,22 +125,37 @@ impl WorkerSizing {
     }
 }
 
+/// One kind of resource: its field name, its name in messages, and how its quantities read.
+struct Resource {
+    field: &'static str,
+    what: &'static str,
+    amount: fn(&str) -> Option<u128>,
+}
+
+const CPU: Resource = Resource {
+    field: "cpu",
+    what: "CPU",
+    amount: millicores,
+};
+
+const MEMORY: Resource = Resource {
+    field: "memory",
+    what: "memory",
+    amount: bytes,
+};
+
 /// A request and a limit of one resource, checked against each other.
 fn checked_pair(
-    resource: &'static str,
+    resource: &Resource,
     request: Option<&str>,
     limit: Option<&str>,
     (default_request, default_limit): (&str, &str),
 ) -> Result<(String, String), ResourcesError> {
-    let amount = |field: &str, value: &str| {
-        let parsed = match resource {
-            "cpu" => millicores(value),
-            _ => bytes(value),
-        };
-        parsed.ok_or_else(|| ResourcesError::Unreadable {
-            field: format!("{field}.{resource}"),
+    let amount = |side: &str, value: &str| {
+        (resource.amount)(value).ok_or_else(|| ResourcesError::Unreadable {
+            field: format!("{side}.{}", resource.field),
             value: value.to_string(),
-            what: if resource == "cpu" { "CPU" } else { "memory" },
+            what: resource.what,
         })
     };
     let request = request.unwrap_or(default_request);
@@ -149,7 +167,7 @@ fn checked_pair(
     };
     if request_amount > amount("limits", limit)? {
         return Err(ResourcesError::RequestAboveLimit {
-            resource,
+            resource: resource.field,
             request: request.to_string(),
             limit: limit.to_string(),
         });

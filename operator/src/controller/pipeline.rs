@@ -26,7 +26,7 @@ use super::status::{Outcome, conditions_for};
 use crate::api::conditions::POLICY_COMPLIANT;
 use crate::api::pipeline::{Lineage, Pipeline, PipelineStatus, RUN_REQUESTED_AT};
 use crate::api::resolved::{Mounts, ResolvedPipeline};
-use crate::api::worker_resources::WorkerSizing;
+use crate::api::worker_resources::{INVALID_RESOURCES, WorkerSizing};
 use crate::api::{AccessPolicy, DataSource, StorageTier};
 use crate::policy::{
     NamedPolicy, PipelineContext, PipelineDecision, evaluate_pipeline, source_level,
@@ -287,7 +287,7 @@ pub async fn reconcile(
     let outcome = if !compliant {
         Outcome::stalled("PolicyViolation", compliant_message.clone())
     } else if let Err(e) = &sizing {
-        Outcome::stalled("InvalidResources", e.to_string())
+        Outcome::stalled(INVALID_RESOURCES, e.to_string())
     } else if resolved.is_none() {
         Outcome::stalled(
             "MissingReference",

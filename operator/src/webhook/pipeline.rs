@@ -14,7 +14,7 @@ use kube::ResourceExt;
 use super::catalog::Catalog;
 use super::findings::{Finding, Findings};
 use crate::api::Pipeline;
-use crate::api::worker_resources::WorkerSizing;
+use crate::api::worker_resources::{INVALID_RESOURCES, WorkerSizing};
 use crate::controller::pipeline::decide;
 use crate::policy::{Enforcement, PipelineDecision, ViolationReason};
 
@@ -83,7 +83,7 @@ pub fn pipeline_findings(
     }
     // Nothing applied later can fix a request above its limit: the pipeline itself says no.
     if let Err(e) = WorkerSizing::of(pipeline.spec.resources.as_ref()) {
-        findings.deny(Finding::new("InvalidResources", e.field(), e.to_string()));
+        findings.deny(Finding::new(INVALID_RESOURCES, e.field(), e.to_string()));
     }
     // A write that leaves the spec alone (labels, annotations such as a run request, finalizer
     // removal during deletion) cannot make the pipeline less compliant; refusing it would only

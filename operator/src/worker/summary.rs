@@ -109,11 +109,11 @@ impl RunSummary {
             if line.len() < TERMINATION_MESSAGE_LIMIT {
                 return line;
             }
-            // Warnings go first, last first, counted in a note that takes the last place.
-            if omitted > 0 {
-                s.warnings.pop();
-            }
-            if s.warnings.pop().is_some() {
+            // Warnings go first, last first, counted in a note that takes the last place. The
+            // note itself stays, so a run with warnings always says it had some.
+            let shown = s.warnings.len() - usize::from(omitted > 0);
+            if shown > 0 {
+                s.warnings.truncate(shown - 1);
                 omitted += 1;
                 s.warnings
                     .push(format!("{omitted} more warnings not shown"));
@@ -258,5 +258,16 @@ mod tests {
             s.human()
                 .contains("  warning: cannot remove old version v39")
         );
+        // A warning too long to show, beside a message that must be cut as well, still
+        // leaves the count, so the run says it had one.
+        let one = RunSummary {
+            message: Some("m".repeat(2 * TERMINATION_MESSAGE_LIMIT)),
+            warnings: vec!["x".repeat(2 * TERMINATION_MESSAGE_LIMIT)],
+            ..s
+        };
+        let line = one.to_line();
+        assert!(line.len() < TERMINATION_MESSAGE_LIMIT);
+        let back: RunSummary = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.warnings, ["1 more warnings not shown"]);
     }
 }
