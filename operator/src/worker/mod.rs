@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod dates;
 pub mod enforce;
 pub mod engine;
+pub mod fields;
 pub mod hl7;
 pub mod hl7_split;
 pub mod identifiers;

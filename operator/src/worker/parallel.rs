@@ -371,7 +371,7 @@ mod tests {
                     rule: "eleven".into(),
                 }
             } else {
-                record.insert("tag".into(), json!(format!("t{}", n * 31 % 97)));
+                record.insert("tag", json!(format!("t{}", n * 31 % 97)));
                 Outcome::Keep
             }
         }
@@ -405,7 +405,10 @@ mod tests {
                     raw: String::new(),
                 }
             } else {
-                let record = json!({"n": i, "z": "王"}).as_object().unwrap().clone();
+                let record = json!({"n": i, "z": "王"})
+                    .as_object()
+                    .map(|m| Record::from(m.clone()))
+                    .unwrap();
                 Fed::Record(record, format!("f:{i}"))
             }))
         }
@@ -475,7 +478,7 @@ mod tests {
     impl rows::RowDecoder for Lines {
         fn decode(&self, row: rows::RawRow<'_>) -> Decoded {
             let mut r = Record::new();
-            r.insert("len".into(), json!(row.bytes.len()));
+            r.insert("len", json!(row.bytes.len()));
             Decoded::Record(r)
         }
     }

@@ -7,8 +7,47 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-/// One record flowing through a pipeline.
-pub type Record = Map<String, Value>;
+pub use super::fields::{FieldName, Record};
+
+/// The top level of a record and a nested object, as the path functions use them.
+trait Object {
+    fn field_mut(&mut self, name: &str) -> Option<&mut Value>;
+    fn put(&mut self, name: &str, value: Value);
+    /// The field `name`, an empty object put there first when it is absent.
+    fn field_or_object(&mut self, name: &str) -> &mut Value;
+    fn take(&mut self, name: &str) -> Option<Value>;
+}
+
+impl Object for Record {
+    fn field_mut(&mut self, name: &str) -> Option<&mut Value> {
+        self.get_mut(name)
+    }
+    fn put(&mut self, name: &str, value: Value) {
+        self.insert(name, value);
+    }
+    fn field_or_object(&mut self, name: &str) -> &mut Value {
+        self.get_or_insert_with(name, || Value::Object(Map::new()))
+    }
+    fn take(&mut self, name: &str) -> Option<Value> {
+        self.remove(name)
+    }
+}
+
+impl Object for Map<String, Value> {
+    fn field_mut(&mut self, name: &str) -> Option<&mut Value> {
+        self.get_mut(name)
+    }
+    fn put(&mut self, name: &str, value: Value) {
+        self.insert(name.to_string(), value);
+    }
+    fn field_or_object(&mut self, name: &str) -> &mut Value {
+        self.entry(name.to_string())
+            .or_insert_with(|| Value::Object(Map::new()))
+    }
+    fn take(&mut self, name: &str) -> Option<Value> {
+        self.remove(name)
+    }
+}
 
 /// The first value at `path`, descending into the first array element that has it.
 pub fn get<'a>(rec: &'a Record, path: &str) -> Option<&'a Value> {
@@ -89,20 +128,20 @@ fn visit_mut(v: &mut Value, rest: Option<&str>, f: &mut dyn FnMut(&mut Value)) -
 
 /// Sets `path` to `value`, creating intermediate objects (not through arrays).
 pub fn set(rec: &mut Record, path: &str, value: Value) {
+    set_in(rec, path, value);
+}
+
+fn set_in(obj: &mut impl Object, path: &str, value: Value) {
     let (first, rest) = split_first(path);
     match rest {
-        None => {
-            rec.insert(first.to_string(), value);
-        }
+        None => obj.put(first, value),
         Some(rest) => {
-            let child = rec
-                .entry(first.to_string())
-                .or_insert_with(|| Value::Object(Map::new()));
+            let child = obj.field_or_object(first);
             if !child.is_object() {
                 *child = Value::Object(Map::new());
             }
             if let Value::Object(m) = child {
-                set(m, rest, value);
+                set_in(m, rest, value);
             }
         }
     }
@@ -111,16 +150,20 @@ pub fn set(rec: &mut Record, path: &str, value: Value) {
 /// Removes the value at `path` (the first, through arrays: every element's) and returns the
 /// first removed value.
 pub fn remove(rec: &mut Record, path: &str) -> Option<Value> {
+    remove_in(rec, path)
+}
+
+fn remove_in(obj: &mut impl Object, path: &str) -> Option<Value> {
     let (first, rest) = split_first(path);
     match rest {
-        None => rec.remove(first),
-        Some(rest) => match rec.get_mut(first)? {
-            Value::Object(m) => remove(m, rest),
+        None => obj.take(first),
+        Some(rest) => match obj.field_mut(first)? {
+            Value::Object(m) => remove_in(m, rest),
             Value::Array(items) => {
                 let mut found = None;
                 for item in items.iter_mut() {
                     if let Value::Object(m) = item
-                        && let Some(v) = remove(m, rest)
+                        && let Some(v) = remove_in(m, rest)
                     {
                         found.get_or_insert(v);
                     }
@@ -159,7 +202,7 @@ mod tests {
     use serde_json::json;
 
     fn rec(v: Value) -> Record {
-        v.as_object().unwrap().clone()
+        v.as_object().unwrap().clone().into()
     }
 
     #[test]

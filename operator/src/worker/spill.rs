@@ -6,8 +6,6 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 use super::record::Record;
 
 /// What can go wrong with a spill file.
@@ -122,12 +120,9 @@ impl SpillReader {
             path: self.path.clone(),
             line: self.line,
         };
-        let (location, record): (String, Value) =
+        let (location, record): (String, Record) =
             serde_json::from_slice(&self.buf).map_err(|_| damaged())?;
-        match record {
-            Value::Object(r) => Ok(Some((r, location))),
-            _ => Err(damaged()),
-        }
+        Ok(Some((record, location)))
     }
 }
 
@@ -142,7 +137,7 @@ mod tests {
         let mut w = SpillWriter::create(&dir.path().join("s")).unwrap();
         for i in 0..3 {
             w.push(
-                json!({"i": i, "t": "王\n"}).as_object().unwrap(),
+                &Record::from(json!({"i": i, "t": "王\n"}).as_object().unwrap().clone()),
                 &format!("f:{i}"),
             )
             .unwrap();

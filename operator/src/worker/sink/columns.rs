@@ -55,13 +55,13 @@ pub struct ColumnSet {
 impl ColumnSet {
     /// Learns from one record.
     pub fn observe(&mut self, rec: &Record) {
-        for (k, v) in rec {
+        for (k, v) in rec.iter() {
             let kind = ColumnKind::of(v);
             match self.index.get(k) {
                 Some(&i) => self.kinds[i] = self.kinds[i].merge(kind),
                 None => {
-                    self.index.insert(k.clone(), self.names.len());
-                    self.names.push(k.clone());
+                    self.index.insert(k.to_string(), self.names.len());
+                    self.names.push(k.to_string());
                     self.kinds.push(kind);
                 }
             }
@@ -101,7 +101,7 @@ mod tests {
             json!({"i": 1, "f": 1, "t": 1, "n": null, "b": true}),
             json!({"i": null, "f": 1.5, "t": "x", "b": false, "z": [1]}),
         ] {
-            c.observe(r.as_object().unwrap());
+            c.observe(&Record::from(r.as_object().unwrap().clone()));
         }
         assert_eq!(c.names(), ["b", "f", "i", "n", "t", "z"]);
         use ColumnKind::*;

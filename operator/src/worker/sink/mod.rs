@@ -334,7 +334,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut w = open(format, dir.path(), "", 0);
         for r in rows {
-            w.write(r.as_object().unwrap()).unwrap();
+            w.write(&Record::from(r.as_object().unwrap().clone()))
+                .unwrap();
         }
         let files = w.finish().unwrap();
         (dir, files)

@@ -127,6 +127,7 @@ pub fn write_parquet(
 #[cfg(test)]
 mod tests {
     use crate::api::pipeline::SinkFormat;
+    use crate::worker::record::Record;
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use serde_json::json;
     use std::fs::File;
@@ -142,7 +143,8 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let mut w = super::super::open(SinkFormat::Parquet, dir.path(), "", 0);
             for r in &rows {
-                w.write(r.as_object().unwrap()).unwrap();
+                w.write(&Record::from(r.as_object().unwrap().clone()))
+                    .unwrap();
             }
             let files = w.finish().unwrap();
             sums.push(files[0].sha256.clone());

@@ -123,7 +123,7 @@ async fn produce(read: FhirRead, producer: Producer) -> Result<(), SourceError> 
                         if r.get("resourceType").is_some_and(Value::is_string) =>
                     {
                         SourceItem::Record {
-                            record: r.clone(),
+                            record: r.clone().into(),
                             location,
                         }
                     }

@@ -16,6 +16,7 @@ use super::rows::{
 use super::{SourceError, SourceItem, bounded_raw};
 use crate::api::data_source::Charset;
 use crate::worker::charset;
+use crate::worker::record::Record;
 
 /// The longest line read whole; longer lines are quarantined without being held in memory.
 pub const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -51,23 +52,27 @@ impl NdjsonRowDecoder {
 impl RowDecoder for NdjsonRowDecoder {
     fn decode(&self, row: RawRow<'_>) -> Decoded {
         let line = row.bytes;
-        let parsed: Result<Value, String> = match self.charset {
-            Charset::Utf8 => serde_json::from_slice(line).map_err(|e| format!("invalid JSON: {e}")),
+        // A record is an object, so a line of other JSON fails as data, not as syntax.
+        let why = |e: serde_json::Error| match e.classify() {
+            serde_json::error::Category::Data => "line is JSON but not an object".to_string(),
+            _ => format!("invalid JSON: {e}"),
+        };
+        let parsed: Result<Record, String> = match self.charset {
+            Charset::Utf8 => serde_json::from_slice(line).map_err(why),
             cs => match charset::decode(line, cs) {
-                Some(text) => serde_json::from_str(&text).map_err(|e| format!("invalid JSON: {e}")),
+                Some(text) => serde_json::from_str(&text).map_err(why),
                 None => Err(format!("line is not valid {}", cs.label())),
             },
         };
         let reason = match parsed {
             Err(reason) => reason,
-            Ok(Value::Object(record)) => {
+            Ok(record) => {
                 if self.fhir && !record.get("resourceType").is_some_and(Value::is_string) {
                     "FHIR resource has no resourceType".into()
                 } else {
                     return Decoded::Record(record);
                 }
             }
-            Ok(_) => "line is JSON but not an object".into(),
         };
         Decoded::Malformed {
             reason,

@@ -316,7 +316,7 @@ mod tests {
                 };
             }
             let mut r = Record::new();
-            r.insert("v".into(), joined.into());
+            r.insert("v", joined.into());
             Decoded::Record(r)
         }
     }

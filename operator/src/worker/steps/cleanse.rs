@@ -124,9 +124,7 @@ rules:
             "name": "\u{3000}王小明 ", "id": "11010519491231002x", "code": " GLU", "at": "20261128093000",
             "born": "1949/12/31", "value": "未测", "items": [{"v": " a "}, {"v": "b "}]
         })
-        .as_object()
-        .unwrap()
-        .clone();
+        .as_object().map(|m| Record::from(m.clone())).unwrap();
         assert_eq!(c.apply(&mut r), Outcome::Keep);
         assert_eq!(r["name"], "王小明");
         assert_eq!(r["id"], "11010519491231002X");
@@ -137,8 +135,8 @@ rules:
         assert_eq!(r["items"], json!([{"v": "a"}, {"v": "b"}]));
         let mut other = json!({"code": "XYZ", "at": "not a date"})
             .as_object()
-            .unwrap()
-            .clone();
+            .map(|m| Record::from(m.clone()))
+            .unwrap();
         c.apply(&mut other);
         assert_eq!(other["code"], "UNKNOWN");
         assert_eq!(other["at"], "not a date");

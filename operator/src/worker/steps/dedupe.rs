@@ -187,7 +187,11 @@ mod tests {
             json!({"x": 2}),
         ];
         for (i, r) in rows.iter().enumerate() {
-            run.push(r.as_object().unwrap(), &format!("l{i}")).unwrap();
+            run.push(
+                &Record::from(r.as_object().unwrap().clone()),
+                &format!("l{i}"),
+            )
+            .unwrap();
         }
         let mut replay = run.finish().unwrap();
         let mut out = Vec::new();

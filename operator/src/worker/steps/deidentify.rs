@@ -322,6 +322,23 @@ fn age_band(age: i64, width: u32) -> String {
     format!("{lower}-{upper}")
 }
 
+/// Keeping some of an object's fields: the record's top level and a nested map alike.
+trait Retain {
+    fn retain_fields(&mut self, keep: &mut dyn FnMut(&str, &mut Value) -> bool);
+}
+
+impl Retain for Record {
+    fn retain_fields(&mut self, keep: &mut dyn FnMut(&str, &mut Value) -> bool) {
+        self.retain(keep);
+    }
+}
+
+impl Retain for Map<String, Value> {
+    fn retain_fields(&mut self, keep: &mut dyn FnMut(&str, &mut Value) -> bool) {
+        self.retain(|k, v| keep(k, v));
+    }
+}
+
 struct Walk<'a> {
     step: &'a Deidentify,
     /// The patient id of each dateShift patient field, read before any rule ran.
@@ -488,10 +505,10 @@ impl Walk<'_> {
         true
     }
 
-    /// Walks an object; returns nothing, removing what must go.
-    fn object(&mut self, m: &mut Map<String, Value>, path: &mut String) {
+    /// Walks an object (the record or one nested in it), removing what must go.
+    fn object(&mut self, m: &mut impl Retain, path: &mut String) {
         let base = path.len();
-        m.retain(|k, v| {
+        m.retain_fields(&mut |k, v| {
             if base > 0 {
                 path.push('.');
             }
@@ -597,9 +614,9 @@ mod tests {
     }
 
     fn run(d: &Deidentify, v: Value) -> (Value, Outcome) {
-        let mut r = v.as_object().unwrap().clone();
+        let mut r = v.as_object().map(|m| Record::from(m.clone())).unwrap();
         let o = d.apply(&mut r);
-        (Value::Object(r), o)
+        (Value::from(r), o)
     }
 
     #[test]

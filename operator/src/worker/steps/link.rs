@@ -49,23 +49,26 @@ impl Link {
     }
 }
 
-/// Normalises an identity value so trivial differences (case, spaces) do not split a person.
-fn normalise(v: &Value) -> Option<String> {
-    let t = record::text(v)?;
-    let t: String = if t.is_ascii() {
-        // The common case (身份证号, MRNs) in one pass and one allocation.
-        t.bytes()
-            .map(char::from)
-            .filter(|c| !c.is_whitespace())
-            .map(|c| c.to_ascii_uppercase())
-            .collect()
-    } else {
-        t.chars()
-            .filter(|c| !c.is_whitespace())
-            .collect::<String>()
-            .to_uppercase()
+/// Appends an identity value to `out`, normalised so trivial differences (case, spaces) do not
+/// split a person; `false` when there is nothing left of it.
+fn push_normalised(v: &Value, out: &mut String) -> bool {
+    let Some(t) = record::text(v) else {
+        return false;
     };
-    (!t.is_empty()).then_some(t)
+    let start = out.len();
+    if t.is_ascii() {
+        // The common case (身份证号, MRNs): one pass, straight into the hash's input.
+        out.extend(
+            t.bytes()
+                .map(char::from)
+                .filter(|c| !c.is_whitespace())
+                .map(|c| c.to_ascii_uppercase()),
+        );
+    } else {
+        let kept: String = t.chars().filter(|c| !c.is_whitespace()).collect();
+        out.push_str(&kept.to_uppercase());
+    }
+    out.len() > start
 }
 
 impl RecordStep for Link {
@@ -74,20 +77,19 @@ impl RecordStep for Link {
     }
 
     fn apply(&self, rec: &mut Record) -> Outcome {
-        let mut material = String::new();
+        let mut material = String::with_capacity(32);
         for (i, f) in self.fields.iter().enumerate() {
-            let Some(v) = record::get(rec, f).and_then(normalise) else {
+            if i > 0 {
+                material.push('\u{1f}');
+            }
+            if !record::get(rec, f).is_some_and(|v| push_normalised(v, &mut material)) {
                 return Outcome::Quarantine {
                     rule: format!("link {f}"),
                     reason: format!(
                         "identity field {f} is missing, so no person id can be derived"
                     ),
                 };
-            };
-            if i > 0 {
-                material.push('\u{1f}');
             }
-            material.push_str(&v);
         }
         record::set(
             rec,
@@ -125,19 +127,22 @@ mod tests {
         let b = link(&"22".repeat(32));
         let mut r1 = json!({"id_card": "11010519491231002x"})
             .as_object()
-            .unwrap()
-            .clone();
+            .map(|m| Record::from(m.clone()))
+            .unwrap();
         let mut r2 = json!({"id_card": " 11010519491231002X"})
             .as_object()
-            .unwrap()
-            .clone();
+            .map(|m| Record::from(m.clone()))
+            .unwrap();
         let mut r3 = r1.clone();
         assert_eq!(a.apply(&mut r1), Outcome::Keep);
         a.apply(&mut r2);
         b.apply(&mut r3);
         assert_eq!(r1["personId"], r2["personId"]);
         assert_ne!(r1["personId"], r3["personId"]);
-        let mut none = json!({}).as_object().unwrap().clone();
+        let mut none = json!({})
+            .as_object()
+            .map(|m| Record::from(m.clone()))
+            .unwrap();
         assert!(matches!(a.apply(&mut none), Outcome::Quarantine { .. }));
     }
 }

@@ -198,12 +198,16 @@ mod tests {
         );
         let mut r = plan.begin(&dir.path().join("s")).unwrap();
         for (i, row) in rows.iter().enumerate() {
-            r.push(row.as_object().unwrap(), &format!("f:{i}")).unwrap();
+            r.push(
+                &Record::from(row.as_object().unwrap().clone()),
+                &format!("f:{i}"),
+            )
+            .unwrap();
         }
         let mut replay = r.finish().map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         while let Some((rec, _)) = replay.next_record().map_err(|e| e.to_string())? {
-            out.push(Value::Object(rec));
+            out.push(Value::from(rec));
         }
         Ok((out, replay.removed()))
     }

@@ -150,7 +150,7 @@ mod tests {
     fn validate(yaml: &str, rec: Value) -> Outcome {
         let step: ValidateStep = serde_yaml::from_str(yaml).unwrap();
         let v = Validate::compile("v".into(), &step).unwrap();
-        v.apply(&mut rec.as_object().unwrap().clone())
+        v.apply(&mut rec.as_object().map(|m| Record::from(m.clone())).unwrap())
     }
 
     #[test]
