@@ -379,10 +379,11 @@ impl Walk<'_> {
             } => each_scalar(v, &mut |s| {
                 let text = record::text(s).unwrap_or_default();
                 let mut hashed = String::with_capacity(text.len().min(64) + 64);
-                match text.split_once('/') {
+                // Only a reference-id-only rule looks for the `/`.
+                let reference = reference_id_only.then(|| text.split_once('/')).flatten();
+                match reference {
                     Some((kind, id))
-                        if *reference_id_only
-                            && kind.chars().next().is_some_and(|c| c.is_ascii_uppercase()) =>
+                        if kind.chars().next().is_some_and(|c| c.is_ascii_uppercase()) =>
                     {
                         hashed.push_str(kind);
                         hashed.push('/');
