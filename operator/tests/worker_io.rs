@@ -1,5 +1,5 @@
 //! The worker against real components on loopback: PostgreSQL (full load, incremental load,
-//! resume after a failure, a connection cut mid-stream), a FHIR REST server with paging (an in-test HTTP server), and the
+//! resume after a failure, a connection cut mid-stream), MariaDB (`worker_io/mysql.rs`), a FHIR REST server with paging (an in-test HTTP server), and the
 //! HL7 v2 MLLP listener (ACKs, garbage, half-open connections, over-long and truncated frames).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,6 +17,9 @@ use medplat::worker::local::resolve_from_manifests;
 use medplat::worker::manifest::WriteMode;
 use medplat::worker::mllp::{self, ListenArgs, Listener};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[path = "worker_io/mysql.rs"]
+mod mysql;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);

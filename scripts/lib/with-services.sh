@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Ensures the test tools are installed, starts a loopback PostgreSQL, runs "$@", cleans up.
+# Ensures the test tools are installed, starts a loopback PostgreSQL and MariaDB, runs "$@", cleans up.
 set -euo pipefail
 
 need_pkgs=()
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
 command -v amtool >/dev/null || need_pkgs+=(prometheus-alertmanager)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
+# The worker's MySQL-source tests; mariadbd lives in /usr/sbin, often not on a user's PATH.
+command -v mariadbd >/dev/null || [[ -x /usr/sbin/mariadbd ]] || need_pkgs+=(mariadb-server)
 # Packaging tests: Argo CD's health scripts are Lua 5.1.
 command -v lua5.1 >/dev/null || need_pkgs+=(lua5.1)
 # The PostgreSQL TLS test's throw-away CA and server certificate.
@@ -32,8 +34,8 @@ if ! python3 -c 'import moto.server, flask' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'moto[server]==5.2.1' ||
     { echo "test-all: cannot install moto (pip install 'moto[server]')" >&2; exit 2; }
 fi
-# The Debian prometheus packages start daemons on install; the tests run their own.
-for svc in prometheus prometheus-alertmanager prometheus-node-exporter; do
+# The Debian prometheus and mariadb packages start daemons on install; the tests run their own.
+for svc in prometheus prometheus-alertmanager prometheus-node-exporter mariadb; do
   (command -v service >/dev/null && service "$svc" stop >/dev/null 2>&1) || true
 done
 
@@ -69,12 +71,59 @@ s3s_port=$((s3_port + 1))
 while [[ $s3s_port -eq $pg_port ]]; do s3s_port=$((s3s_port + 1)); done
 python3 -m moto.server -H 127.0.0.1 -p "$s3s_port" >"$pg_dir/moto-signed.log" 2>&1 &
 s3s_pid=$!
+my_pid=
 cleanup() {
   kill "$s3_pid" "$s3s_pid" >/dev/null 2>&1 || true
+  # mariadbd is this shell's child: wait for its shutdown so rm -rf does not race it.
+  if [[ -n $my_pid ]]; then kill "$my_pid" >/dev/null 2>&1 && wait "$my_pid" 2>/dev/null || true; fi
   run_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$pg_dir"
 }
 trap cleanup EXIT
+
+# MariaDB for the worker's MySQL-source tests, with TLS from the same throw-away CA.
+# --no-defaults: the system's /etc/mysql config must not leak into the private server.
+my_bin=$(command -v mariadbd || echo /usr/sbin/mariadbd)
+my_dir="$pg_dir/mysql"
+my_sock="$my_dir/sock"
+my_port=$((20000 + RANDOM % 20000))
+while [[ $my_port -eq $pg_port || $my_port -eq $s3_port || $my_port -eq $s3s_port ]]; do
+  my_port=$((20000 + RANDOM % 20000))
+done
+my_user=$(id -un)
+my_root_args=()
+mkdir -p "$my_dir/tls"
+# Copies, so the key can belong to mysql without loosening PostgreSQL's.
+cp "$tls/ca.crt" "$tls/server.crt" "$tls/server.key" "$my_dir/tls/"
+if [[ $(id -u) -eq 0 ]]; then
+  my_user=mysql
+  my_root_args=(--user=mysql)
+  chown -R mysql "$my_dir"
+  # mysql must traverse the postgres-owned temp dir to reach its own; no listing, no one else.
+  chgrp mysql "$pg_dir" && chmod 710 "$pg_dir"
+fi
+mariadb-install-db --no-defaults --datadir="$my_dir/data" --user="$my_user" \
+  --auth-root-authentication-method=normal --skip-test-db --skip-name-resolve >"$my_dir/install.log" 2>&1 ||
+  { echo "with-services: mariadb-install-db failed" >&2; cat "$my_dir/install.log" >&2; exit 2; }
+"$my_bin" --no-defaults --datadir="$my_dir/data" --socket="$my_sock" --port="$my_port" \
+  --bind-address=127.0.0.1 --skip-name-resolve --pid-file="$my_dir/pid" --log-error="$my_dir/error.log" \
+  --ssl-cert="$my_dir/tls/server.crt" --ssl-key="$my_dir/tls/server.key" --ssl-ca="$my_dir/tls/ca.crt" \
+  "${my_root_args[@]}" >"$my_dir/stderr" 2>&1 &
+my_pid=$!
+for _ in $(seq 300); do
+  mariadb-admin --no-defaults --socket="$my_sock" -u root ping >/dev/null 2>&1 && break
+  kill -0 "$my_pid" 2>/dev/null || break
+  sleep 0.1
+done
+mariadb-admin --no-defaults --socket="$my_sock" -u root ping >/dev/null 2>&1 ||
+  # Errors before --log-error is opened (a bad option, say) go to stderr.
+  { echo "with-services: mariadbd did not start" >&2; cat "$my_dir/stderr" "$my_dir/error.log" >&2 2>/dev/null || true; exit 2; }
+mariadb --no-defaults --socket="$my_sock" -u root -e "
+  CREATE USER 'medplat'@'127.0.0.1' IDENTIFIED BY 'medplat-test-password';
+  GRANT ALL ON *.* TO 'medplat'@'127.0.0.1';
+  CREATE USER 'medplat'@'localhost' IDENTIFIED BY 'medplat-test-password';
+  GRANT ALL ON *.* TO 'medplat'@'localhost';"
+
 for port in "$s3_port" "$s3s_port"; do
   for _ in $(seq 100); do
     python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break
@@ -88,6 +137,8 @@ mapfile -t s3s_key <<<"$s3s_out"
 
 export MEDPLAT_TEST_PG_URL="postgresql://medplat@127.0.0.1:$pg_port/postgres"
 export MEDPLAT_TEST_PG_CA="$tls/ca.crt"
+# MariaDB over TCP; it offers TLS with the certificate MEDPLAT_TEST_PG_CA signed.
+export MEDPLAT_TEST_MYSQL_URL="mysql://medplat:medplat-test-password@127.0.0.1:$my_port/"
 export MEDPLAT_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
 # Bucket medplat-signed, readable and writable only with this key pair, correctly signed.
 export MEDPLAT_TEST_S3_SIGNED="http://127.0.0.1:$s3s_port ${s3s_key[0]} ${s3s_key[1]}"

@@ -20,7 +20,7 @@ use super::secrets::{SecretError, SecretStore};
 use super::sink::{self, NdjsonWriter, SinkError};
 use super::source::files::{FileLayout, FileSource};
 use super::source::object_files::ObjectFileSource;
-use super::source::{RecordSource, SourceError, SourceItem, fhir_rest, postgres};
+use super::source::{RecordSource, SourceError, SourceItem, fhir_rest, mysql, postgres};
 use super::steps::{
     self, BarrierError, BarrierRun, CompileContext, CompiledStep, Dictionary, RecordStep, Replay,
     StepError,
@@ -220,25 +220,29 @@ fn open_source(
         )?));
     }
     let creds = spec.credentials.as_ref();
-    if let Some(pg) = &c.postgres {
+    if let Some(sql) = c.postgres.as_ref().or(c.mysql.as_ref()) {
         let cred = creds
             .ok_or_else(|| RunError::Document(format!("DataSource {name} has no credentials")))?;
         let user = secrets.read(&cred.secret_name, &cred.username_key)?;
         let password = secrets.read(&cred.secret_name, &cred.password_key)?;
         let ca_pem = secrets.read(&cred.secret_name, "ca.crt").ok();
-        let read = postgres::PgRead {
+        let read = postgres::SqlRead {
             source_name: name.into(),
-            connector: pg.clone(),
+            connector: sql.clone(),
             user: user.expose_text()?.to_string(),
             password,
             ca_pem,
-            after: if pg.watermark_column.is_some() {
+            after: if sql.watermark_column.is_some() {
                 after
             } else {
                 None
             },
         };
-        return Ok(Box::new(postgres::open(runtime, read)));
+        return Ok(if c.postgres.is_some() {
+            Box::new(postgres::open(runtime, read))
+        } else {
+            Box::new(mysql::open(runtime, read))
+        });
     }
     if let Some(fhir) = &c.fhir {
         let token = match creds.and_then(|cr| cr.token_key.as_ref().map(|k| (cr, k))) {
@@ -731,12 +735,13 @@ fn run_inner(
         let after = previous
             .as_ref()
             .and_then(|p| p.watermarks.get(name).cloned());
-        let pg_incremental = spec
-            .connector
+        let c = &spec.connector;
+        let sql_incremental = c
             .postgres
             .as_ref()
+            .or(c.mysql.as_ref())
             .is_some_and(|p| p.watermark_column.is_some());
-        incremental |= pg_incremental && after.is_some();
+        incremental |= sql_incremental && after.is_some();
         let reader = open_source(doc, name, spec, &secrets, after, opts)?;
         sources.push(OpenSource {
             name: name.clone(),

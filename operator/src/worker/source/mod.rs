@@ -9,6 +9,7 @@ pub mod csv;
 pub mod fhir_rest;
 pub mod files;
 pub mod hl7_file;
+pub mod mysql;
 pub mod ndjson;
 pub mod object_files;
 pub mod pg_tls;

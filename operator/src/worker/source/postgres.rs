@@ -22,9 +22,9 @@ use crate::worker::secrets::SecretValue;
 /// Rows fetched per round trip.
 pub const BATCH_ROWS: i32 = 2000;
 
-/// Everything one PostgreSQL read needs.
+/// Everything one database read needs (the `postgres` and the `mysql` connector alike).
 #[derive(Clone, Debug)]
-pub struct PgRead {
+pub struct SqlRead {
     /// The DataSource's name.
     pub source_name: String,
     /// The connector spec.
@@ -47,7 +47,7 @@ pub fn quote_ident(name: &str) -> String {
         .join(".")
 }
 
-impl PgRead {
+impl SqlRead {
     fn relation(&self) -> Result<String, SourceError> {
         match (&self.connector.table, &self.connector.query) {
             (Some(t), None) => Ok(quote_ident(t)),
@@ -59,11 +59,12 @@ impl PgRead {
         }
     }
 
-    /// What the read is about, for audit events (never credentials).
-    pub fn describe(&self) -> String {
+    /// What the read is about, for audit events (never credentials); `scheme` names the
+    /// connector (`postgres`, `mysql`).
+    pub fn describe(&self, scheme: &str) -> String {
         let c = &self.connector;
         let what = c.table.clone().unwrap_or_else(|| "query".into());
-        format!("postgres://{}:{}/{}/{what}", c.host, c.port, c.database)
+        format!("{scheme}://{}:{}/{}/{what}", c.host, c.port, c.database)
     }
 
     fn remote(&self, what: &str, e: tokio_postgres::Error) -> SourceError {
@@ -81,20 +82,20 @@ impl PgRead {
         };
         SourceError::Remote {
             source_name: self.source_name.clone(),
-            message: format!("{what} ({}): {detail}", self.describe()),
+            message: format!("{what} ({}): {detail}", self.describe("postgres")),
         }
     }
 }
 
 /// Starts the read on `runtime`; items arrive through the returned source.
-pub fn open(runtime: &tokio::runtime::Handle, read: PgRead) -> ChannelSource {
-    let description = read.describe();
+pub fn open(runtime: &tokio::runtime::Handle, read: SqlRead) -> ChannelSource {
+    let description = read.describe("postgres");
     ChannelSource::spawn(runtime, description, BATCHES_IN_FLIGHT, move |producer| {
         produce(read, producer)
     })
 }
 
-async fn connect(read: &PgRead) -> Result<tokio_postgres::Client, SourceError> {
+async fn connect(read: &SqlRead) -> Result<tokio_postgres::Client, SourceError> {
     let c = &read.connector;
     // Trimmed like the user name: a Secret made with `--from-file` often ends in a newline,
     // which the server would take as part of the password.
@@ -144,7 +145,7 @@ async fn connect(read: &PgRead) -> Result<tokio_postgres::Client, SourceError> {
     Ok(client)
 }
 
-async fn produce(read: PgRead, producer: Producer) -> Result<(), SourceError> {
+async fn produce(read: SqlRead, producer: Producer) -> Result<(), SourceError> {
     let relation = read.relation()?;
     let mut client = connect(&read).await?;
     let tx = client
