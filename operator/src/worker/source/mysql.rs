@@ -96,20 +96,8 @@ async fn connect(read: &SqlRead) -> Result<mysql_async::Conn, SourceError> {
     }
 }
 
-/// The relation read: a quoted table, or the query as a derived table.
-fn relation(read: &SqlRead) -> Result<String, SourceError> {
-    match (&read.connector.table, &read.connector.query) {
-        (Some(t), None) => Ok(quote_ident(t)),
-        (None, Some(q)) => Ok(format!("({})", q.trim().trim_end_matches(';'))),
-        _ => Err(config_error(
-            read,
-            "exactly one of connector.mysql.table or .query must be set".into(),
-        )),
-    }
-}
-
 async fn produce(read: SqlRead, producer: Producer) -> Result<(), SourceError> {
-    let relation = relation(&read)?;
+    let relation = read.relation("mysql", quote_ident)?;
     let mut conn = connect(&read).await?;
     let mut opts = TxOpts::default();
     opts.with_readonly(Some(true))

@@ -48,13 +48,15 @@ pub fn quote_ident(name: &str) -> String {
 }
 
 impl SqlRead {
-    fn relation(&self) -> Result<String, SourceError> {
+    /// What the read selects from: the table quoted by `quote`, or the query as a derived
+    /// table; `scheme` names the connector in the error.
+    pub fn relation(&self, scheme: &str, quote: fn(&str) -> String) -> Result<String, SourceError> {
         match (&self.connector.table, &self.connector.query) {
-            (Some(t), None) => Ok(quote_ident(t)),
+            (Some(t), None) => Ok(quote(t)),
             (None, Some(q)) => Ok(format!("({})", q.trim().trim_end_matches(';'))),
             _ => Err(SourceError::Config {
                 source_name: self.source_name.clone(),
-                message: "exactly one of connector.postgres.table or .query must be set".into(),
+                message: format!("exactly one of connector.{scheme}.table or .query must be set"),
             }),
         }
     }
@@ -146,7 +148,7 @@ async fn connect(read: &SqlRead) -> Result<tokio_postgres::Client, SourceError> 
 }
 
 async fn produce(read: SqlRead, producer: Producer) -> Result<(), SourceError> {
-    let relation = read.relation()?;
+    let relation = read.relation("postgres", quote_ident)?;
     let mut client = connect(&read).await?;
     let tx = client
         .build_transaction()
