@@ -15,9 +15,10 @@
 //! MEDPLAT_BENCH_STEPS=read-write cargo bench -p medplat --bench worker_throughput -- 200000 3 csv
 //! ```
 //!
-//! Under `scripts/lib/with-services.sh` (which sets `MEDPLAT_TEST_PG_URL`) it also reads the
-//! CSV's rows from a PostgreSQL table, against the same cursor read with each row's JSON text
-//! parsed and serialised by `serde_json`.
+//! Under `scripts/lib/with-services.sh` (which sets `MEDPLAT_TEST_PG_URL` and
+//! `MEDPLAT_TEST_MYSQL_URL`) it also reads the CSV's rows from a PostgreSQL table, against the
+//! same cursor read with each row's JSON text parsed and serialised by `serde_json`, and from a
+//! MySQL table, against the worker's query with each row serialised as a JSON object.
 //!
 //! `MEDPLAT_BENCH_STEPS` runs one stage instead of the whole pipeline, to see what each costs:
 //! `read-write` (a map step that renames one field: reading, decoding, writing, the output's
@@ -35,12 +36,17 @@ use medplat::worker::engine::{self, RunOptions};
 use medplat::worker::identifiers::resident_id_check_char;
 use medplat::worker::local::resolve_from_manifests;
 
+#[path = "worker_throughput/mysql.rs"]
+mod mysql;
+
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Fhir,
     Csv,
     /// The CSV's rows in a PostgreSQL table (needs `MEDPLAT_TEST_PG_URL`).
     Postgres,
+    /// The CSV's rows in a MySQL table (needs `MEDPLAT_TEST_MYSQL_URL`).
+    Mysql,
 }
 
 /// The bench argument that selects one kind.
@@ -49,6 +55,7 @@ fn kind_arg(kind: Kind) -> &'static str {
         Kind::Fhir => "fhir",
         Kind::Csv => "csv",
         Kind::Postgres => "postgres",
+        Kind::Mysql => "mysql",
     }
 }
 
@@ -58,6 +65,7 @@ impl Kind {
             Kind::Fhir => "FHIR NDJSON",
             Kind::Csv => "CSV",
             Kind::Postgres => "PostgreSQL",
+            Kind::Mysql => "MySQL",
         }
     }
 }
@@ -93,7 +101,7 @@ fn generate(kind: Kind, n: u64, path: &Path) -> u64 {
                 }
             }
         }
-        Kind::Csv | Kind::Postgres => {
+        Kind::Csv | Kind::Postgres | Kind::Mysql => {
             writeln!(w, "specimen_id,patient_id,patient_name,id_card,gender,birth_date,test_code,result_value,unit,collected_at").unwrap();
             for i in 0..n {
                 let pid = i / 3;
@@ -110,7 +118,8 @@ const CSV_VALIDATE: &str = "    - validate: {rules: [{name: id, field: id_card, 
 const CSV_LINK: &str = "    - link: {identityFields: [id_card], outputField: person, key: {name: keys, key: hmac-key}}\n";
 const SECRET: &str = "11111111111111111111111111111111111111111111111111111111111111aa";
 
-fn manifests(kind: Kind, pg: Option<&PgTable>) -> String {
+fn manifests(kind: Kind, pg: Option<&PgTable>, my: Option<&mysql::MyTable>) -> String {
+    let my_source = my.map(mysql::MyTable::source).unwrap_or_default();
     let pg_source = pg.map(|t| format!("postgres: {{host: 127.0.0.1, port: {}, database: {}, table: his.lab, sslMode: disable}}}}\n  credentials: {{secretName: pg", t.port, t.db)).unwrap_or_default();
     let (source, fields, rules) = match kind {
         Kind::Fhir => (
@@ -140,11 +149,13 @@ fn manifests(kind: Kind, pg: Option<&PgTable>) -> String {
           - {identifier: quasi, method: keep}
           - {identifier: none, method: keep}"#,
         ),
-        Kind::Csv | Kind::Postgres => (
-            if kind == Kind::Csv {
-                "files: {location: {tier: raw, path: in}, format: csv, pattern: \"*.csv\"}"
-            } else {
-                pg_source.as_str()
+        Kind::Csv | Kind::Postgres | Kind::Mysql => (
+            match kind {
+                Kind::Csv => {
+                    "files: {location: {tier: raw, path: in}, format: csv, pattern: \"*.csv\"}"
+                }
+                Kind::Mysql => my_source.as_str(),
+                _ => pg_source.as_str(),
             },
             r#"
     - {path: specimen_id, identifier: direct, category: MedicalApplication}
@@ -174,10 +185,12 @@ fn manifests(kind: Kind, pg: Option<&PgTable>) -> String {
         format!("    - deidentify:\n        keys: {{secretName: keys}}\n        rules:{rules}\n");
     let steps = match (kind, std::env::var("MEDPLAT_BENCH_STEPS").as_deref()) {
         (_, Ok("read-write")) => "    - map: {fields: [{from: unit, to: unit2}]}\n".to_string(),
-        (Kind::Csv | Kind::Postgres, Ok("validate")) => CSV_VALIDATE.to_string(),
-        (Kind::Csv | Kind::Postgres, Ok("link")) => CSV_LINK.to_string(),
+        (Kind::Csv | Kind::Postgres | Kind::Mysql, Ok("validate")) => CSV_VALIDATE.to_string(),
+        (Kind::Csv | Kind::Postgres | Kind::Mysql, Ok("link")) => CSV_LINK.to_string(),
         (_, Ok("deidentify")) => deidentify,
-        (Kind::Csv | Kind::Postgres, _) => format!("{CSV_VALIDATE}{CSV_LINK}{deidentify}"),
+        (Kind::Csv | Kind::Postgres | Kind::Mysql, _) => {
+            format!("{CSV_VALIDATE}{CSV_LINK}{deidentify}")
+        }
         (Kind::Fhir, _) => deidentify,
     };
     format!(
@@ -230,6 +243,7 @@ struct Setup {
     bytes: u64,
     doc: ResolvedPipeline,
     pg: Option<PgTable>,
+    my: Option<mysql::MyTable>,
 }
 
 /// The bench's table in a database of its own on the test PostgreSQL.
@@ -319,12 +333,21 @@ fn setup(kind: Kind, n: u64, rt: &tokio::runtime::Runtime) -> Setup {
         std::fs::write(root.join("secrets/pg/password"), "unused-with-trust-auth").unwrap();
         table
     });
+    let my = (kind == Kind::Mysql).then(|| {
+        let table = mysql::MyTable::new(&std::env::var("MEDPLAT_TEST_MYSQL_URL").unwrap());
+        bytes = rt.block_on(table.load(&input, &root.join("secrets")));
+        table
+    });
     std::fs::create_dir_all(root.join("secrets/keys")).unwrap();
     for k in ["hmac-key", "date-shift-key"] {
         std::fs::write(root.join("secrets/keys").join(k), SECRET).unwrap();
     }
     std::fs::create_dir_all(root.join("manifests")).unwrap();
-    std::fs::write(root.join("manifests/m.yaml"), manifests(kind, pg.as_ref())).unwrap();
+    std::fs::write(
+        root.join("manifests/m.yaml"),
+        manifests(kind, pg.as_ref(), my.as_ref()),
+    )
+    .unwrap();
     let doc = resolve_from_manifests(
         &root.join("manifests"),
         "b",
@@ -340,6 +363,7 @@ fn setup(kind: Kind, n: u64, rt: &tokio::runtime::Runtime) -> Setup {
         bytes,
         doc,
         pg,
+        my,
     }
 }
 
@@ -421,6 +445,10 @@ fn run_baseline(kind: Kind, s: &Setup, rt: &tokio::runtime::Runtime) -> u64 {
             }
             cw.flush().unwrap();
         }
+        Kind::Mysql => {
+            let table = s.my.as_ref().unwrap();
+            n = rt.block_on(table.baseline(&mut w));
+        }
         Kind::Postgres => {
             let table = s.pg.as_ref().unwrap();
             n = rt.block_on(pg_baseline(table, &mut w));
@@ -481,13 +509,19 @@ fn main() {
         "worker throughput: {n} records, {rounds} rounds, medians (pipeline and limit interleaved)"
     );
     let only = args.get(2).map(String::as_str);
-    for kind in [Kind::Fhir, Kind::Csv, Kind::Postgres] {
+    for kind in [Kind::Fhir, Kind::Csv, Kind::Postgres, Kind::Mysql] {
         if only.is_some_and(|o| o != kind_arg(kind)) {
             continue;
         }
         if kind == Kind::Postgres && std::env::var_os("MEDPLAT_TEST_PG_URL").is_none() {
             println!(
                 "PostgreSQL: skipped, MEDPLAT_TEST_PG_URL is unset (run under scripts/lib/with-services.sh)"
+            );
+            continue;
+        }
+        if kind == Kind::Mysql && std::env::var_os("MEDPLAT_TEST_MYSQL_URL").is_none() {
+            println!(
+                "MySQL: skipped, MEDPLAT_TEST_MYSQL_URL is unset (run under scripts/lib/with-services.sh)"
             );
             continue;
         }
@@ -514,6 +548,9 @@ fn main() {
             b / p
         );
         if let Some(table) = &s.pg {
+            rt.block_on(table.drop_database());
+        }
+        if let Some(table) = &s.my {
             rt.block_on(table.drop_database());
         }
     }

@@ -3,7 +3,7 @@
 //! resumed from the last committed watermark.
 //!
 //! Rows come over the binary protocol, so numbers and dates arrive typed and are mapped to JSON
-//! here: integers and floating-point numbers as numbers, `DECIMAL` as a number, dates as ISO
+//! on the reading side: integers and floating-point numbers as numbers, `DECIMAL` as a number, dates as ISO
 //! 8601 text, text as strings. A column whose bytes are not UTF-8 text (a `BLOB` of an image)
 //! quarantines the row with the column's name instead of passing on bytes no step can read.
 //! The password comes from a Secret file and appears in no message.
@@ -13,11 +13,14 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Column, OptsBuilder, SslOpts, TxOpts, Value as SqlValue};
 use serde_json::{Number, Value};
 
-use super::channel::{ChannelSource, Producer, RECORDS_IN_FLIGHT};
+use std::sync::Arc;
+
+use super::channel::{BATCHES_IN_FLIGHT, ChannelSource, Producer};
+use super::ndjson::NdjsonRowDecoder;
 use super::postgres::SqlRead;
+use super::rows::RowBatch;
 use super::{SourceError, SourceItem, bounded_raw};
-use crate::api::data_source::SslMode;
-use crate::worker::record::Record;
+use crate::api::data_source::{Charset, SslMode};
 
 /// Quotes a possibly database-qualified identifier (`his.patient` → `` `his`.`patient` ``).
 pub fn quote_ident(name: &str) -> String {
@@ -30,7 +33,7 @@ pub fn quote_ident(name: &str) -> String {
 /// Starts the read on `runtime`; records arrive through the returned source.
 pub fn open(runtime: &tokio::runtime::Handle, read: SqlRead) -> ChannelSource {
     let description = read.describe("mysql");
-    ChannelSource::spawn(runtime, description, RECORDS_IN_FLIGHT, move |producer| {
+    ChannelSource::spawn(runtime, description, BATCHES_IN_FLIGHT, move |producer| {
         produce(read, producer)
     })
 }
@@ -154,6 +157,13 @@ async fn produce(read: SqlRead, producer: Producer) -> Result<(), SourceError> {
         let columns = result.columns().map(|c| c.to_vec()).unwrap_or_default();
         let data_columns = columns.len() - usize::from(wm_col.is_some()).min(columns.len());
         let mut row_no: u64 = 0;
+        // Rows go on as batches of JSON text, parsed on the worker threads like NDJSON lines:
+        // one hand-off per batch rather than per row.
+        let decoder = Arc::new(NdjsonRowDecoder::new(Charset::Utf8, false));
+        let location: Arc<str> = format!("{label}#").into();
+        let new_batch = || RowBatch::new(decoder.clone(), location.clone());
+        let mut batch = new_batch();
+        let mut line = Vec::with_capacity(512);
         while let Some(row) = result
             .next()
             .await
@@ -171,21 +181,36 @@ async fn produce(read: SqlRead, producer: Producer) -> Result<(), SourceError> {
             {
                 watermark = Some(String::from_utf8_lossy(&w).into_owned());
             }
-            let location = format!("{label}#{row_no}");
-            let item = match row_record(&columns[..data_columns], values) {
-                Ok((record, bytes)) => {
+            line.clear();
+            match write_row_json(&columns[..data_columns], values, &mut line) {
+                Ok(bytes) => {
                     producer.bytes.add(bytes);
-                    SourceItem::Record { record, location }
+                    batch.push_line(row_no, &line);
                 }
-                Err(reason) => SourceItem::Malformed {
-                    location,
-                    raw: bounded_raw(reason.clone()),
-                    reason,
-                },
-            };
-            if !producer.send(Ok(item)).await {
-                return Ok(());
+                Err(reason) => {
+                    // The rows before it go first, so the output keeps the table's order.
+                    let full = std::mem::replace(&mut batch, new_batch());
+                    let malformed = SourceItem::Malformed {
+                        location: format!("{label}#{row_no}"),
+                        raw: bounded_raw(reason.clone()),
+                        reason,
+                    };
+                    if (!full.is_empty() && !producer.send(Ok(SourceItem::Rows(full))).await)
+                        || !producer.send(Ok(malformed)).await
+                    {
+                        return Ok(());
+                    }
+                }
             }
+            if batch.is_full() {
+                let full = std::mem::replace(&mut batch, new_batch());
+                if !producer.send(Ok(SourceItem::Rows(full))).await {
+                    return Ok(());
+                }
+            }
+        }
+        if !batch.is_empty() && !producer.send(Ok(SourceItem::Rows(batch))).await {
+            return Ok(());
         }
     }
     producer.set_watermark(watermark);
@@ -216,11 +241,16 @@ async fn column_count(
     Ok(n)
 }
 
-/// A row as a record and the bytes it carried; `Err` names a column that is not text.
-fn row_record(columns: &[Column], values: Vec<SqlValue>) -> Result<(Record, u64), String> {
+/// Writes a row as a JSON object to `out` and returns the bytes it carried; `Err` names a
+/// column that is not text.
+fn write_row_json(
+    columns: &[Column],
+    values: Vec<SqlValue>,
+    out: &mut Vec<u8>,
+) -> Result<u64, String> {
     let mut bytes = 0u64;
-    let mut fields = Vec::with_capacity(values.len());
-    for (column, value) in columns.iter().zip(values) {
+    out.push(b'{');
+    for (i, (column, value)) in columns.iter().zip(values).enumerate() {
         let name = column.name_str();
         let json = match value {
             SqlValue::NULL => Value::Null,
@@ -258,9 +288,18 @@ fn row_record(columns: &[Column], values: Vec<SqlValue>) -> Result<(Record, u64)
                 }
             }
         };
-        fields.push((name.into_owned(), json));
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, name.as_ref())
+            .and_then(|()| {
+                out.push(b':');
+                serde_json::to_writer(&mut *out, &json)
+            })
+            .map_err(|e| format!("column {name} cannot be written as JSON: {e}"))?;
     }
-    Ok((fields.into_iter().collect(), bytes))
+    out.push(b'}');
+    Ok(bytes)
 }
 
 /// A `DATE` as `YYYY-MM-DD`; a `DATETIME` or `TIMESTAMP` as `YYYY-MM-DDTHH:MM:SS[.ffffff]`.
