@@ -9,13 +9,19 @@ use serde_json::{Map, Value};
 
 pub use super::fields::{FieldName, Record};
 
-/// The top level of a record and a nested object, as the path functions use them.
-trait Object {
+/// The top level of a record and a nested object alike, for code that walks both (the path
+/// functions here, the de-identification walk).
+pub trait Object {
+    /// The value of field `name`, to change.
     fn field_mut(&mut self, name: &str) -> Option<&mut Value>;
+    /// Sets field `name`.
     fn put(&mut self, name: &str, value: Value);
     /// The field `name`, an empty object put there first when it is absent.
     fn field_or_object(&mut self, name: &str) -> &mut Value;
+    /// Removes field `name`, returning its value.
     fn take(&mut self, name: &str) -> Option<Value>;
+    /// Keeps the fields for which `keep` returns true.
+    fn retain_fields(&mut self, keep: &mut dyn FnMut(&str, &mut Value) -> bool);
 }
 
 impl Object for Record {
@@ -30,6 +36,9 @@ impl Object for Record {
     }
     fn take(&mut self, name: &str) -> Option<Value> {
         self.remove(name)
+    }
+    fn retain_fields(&mut self, keep: &mut dyn FnMut(&str, &mut Value) -> bool) {
+        self.retain(keep);
     }
 }
 
@@ -46,6 +55,9 @@ impl Object for Map<String, Value> {
     }
     fn take(&mut self, name: &str) -> Option<Value> {
         self.remove(name)
+    }
+    fn retain_fields(&mut self, keep: &mut dyn FnMut(&str, &mut Value) -> bool) {
+        self.retain(|k, v| keep(k, v));
     }
 }
 

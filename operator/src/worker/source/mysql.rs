@@ -13,14 +13,10 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Column, OptsBuilder, SslOpts, TxOpts, Value as SqlValue};
 use serde_json::{Number, Value};
 
-use std::sync::Arc;
-
-use super::channel::{BATCHES_IN_FLIGHT, ChannelSource, Producer};
-use super::ndjson::NdjsonRowDecoder;
+use super::channel::{BATCHES_IN_FLIGHT, ChannelSource, JsonLineBatches, Producer};
 use super::postgres::SqlRead;
-use super::rows::RowBatch;
 use super::{SourceError, SourceItem, bounded_raw};
-use crate::api::data_source::{Charset, SslMode};
+use crate::api::data_source::SslMode;
 
 /// Quotes a possibly database-qualified identifier (`his.patient` → `` `his`.`patient` ``).
 pub fn quote_ident(name: &str) -> String {
@@ -157,12 +153,7 @@ async fn produce(read: SqlRead, producer: Producer) -> Result<(), SourceError> {
         let columns = result.columns().map(|c| c.to_vec()).unwrap_or_default();
         let data_columns = columns.len() - usize::from(wm_col.is_some()).min(columns.len());
         let mut row_no: u64 = 0;
-        // Rows go on as batches of JSON text, parsed on the worker threads like NDJSON lines:
-        // one hand-off per batch rather than per row.
-        let decoder = Arc::new(NdjsonRowDecoder::new(Charset::Utf8, false));
-        let location: Arc<str> = format!("{label}#").into();
-        let new_batch = || RowBatch::new(decoder.clone(), location.clone());
-        let mut batch = new_batch();
+        let mut batches = JsonLineBatches::new(&label);
         let mut line = Vec::with_capacity(512);
         while let Some(row) = result
             .next()
@@ -185,31 +176,24 @@ async fn produce(read: SqlRead, producer: Producer) -> Result<(), SourceError> {
             match write_row_json(&columns[..data_columns], values, &mut line) {
                 Ok(bytes) => {
                     producer.bytes.add(bytes);
-                    batch.push_line(row_no, &line);
+                    if !batches.push(&producer, row_no, &line).await {
+                        return Ok(());
+                    }
                 }
                 Err(reason) => {
                     // The rows before it go first, so the output keeps the table's order.
-                    let full = std::mem::replace(&mut batch, new_batch());
                     let malformed = SourceItem::Malformed {
                         location: format!("{label}#{row_no}"),
                         raw: bounded_raw(reason.clone()),
                         reason,
                     };
-                    if (!full.is_empty() && !producer.send(Ok(SourceItem::Rows(full))).await)
-                        || !producer.send(Ok(malformed)).await
-                    {
+                    if !batches.send(&producer).await || !producer.send(Ok(malformed)).await {
                         return Ok(());
                     }
                 }
             }
-            if batch.is_full() {
-                let full = std::mem::replace(&mut batch, new_batch());
-                if !producer.send(Ok(SourceItem::Rows(full))).await {
-                    return Ok(());
-                }
-            }
         }
-        if !batch.is_empty() && !producer.send(Ok(SourceItem::Rows(batch))).await {
+        if !batches.send(&producer).await {
             return Ok(());
         }
     }

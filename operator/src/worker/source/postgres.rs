@@ -7,15 +7,10 @@
 //! parsed on the worker threads like NDJSON lines. The password comes from a Secret file and
 //! appears in no message.
 
-use std::sync::Arc;
-
 use tokio_postgres::config::SslMode as PgSslMode;
 
-use super::channel::{BATCHES_IN_FLIGHT, ChannelSource, Producer};
-use super::ndjson::NdjsonRowDecoder;
-use super::rows::RowBatch;
-use super::{SourceError, SourceItem};
-use crate::api::data_source::Charset;
+use super::SourceError;
+use super::channel::{BATCHES_IN_FLIGHT, ChannelSource, JsonLineBatches, Producer};
 use crate::api::data_source::{SqlConnector, SslMode};
 use crate::worker::secrets::SecretValue;
 
@@ -217,9 +212,7 @@ async fn produce(read: SqlRead, producer: Producer) -> Result<(), SourceError> {
         .unwrap_or_else(|| "query".into());
     let mut row_no: u64 = 0;
     let mut watermark = read.after.clone();
-    let decoder = Arc::new(NdjsonRowDecoder::new(Charset::Utf8, false));
-    let location: Arc<str> = format!("{label}#").into();
-    let mut batch = RowBatch::new(decoder.clone(), location.clone());
+    let mut batches = JsonLineBatches::new(&label);
     loop {
         let rows = tx
             .query_portal(&portal, BATCH_ROWS)
@@ -238,17 +231,12 @@ async fn produce(read: SqlRead, producer: Producer) -> Result<(), SourceError> {
             if wm.is_some() {
                 watermark = wm;
             }
-            batch.push_line(row_no, json.as_bytes());
-            if batch.is_full() {
-                let full =
-                    std::mem::replace(&mut batch, RowBatch::new(decoder.clone(), location.clone()));
-                if !producer.send(Ok(SourceItem::Rows(full))).await {
-                    return Ok(());
-                }
+            if !batches.push(&producer, row_no, json.as_bytes()).await {
+                return Ok(());
             }
         }
     }
-    if !batch.is_empty() && !producer.send(Ok(SourceItem::Rows(batch))).await {
+    if !batches.send(&producer).await {
         return Ok(());
     }
     producer.set_watermark(watermark);

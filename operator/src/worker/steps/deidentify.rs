@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 /// only looked up, never inserted, so hash flooding cannot grow them; the seed is random anyway.
 type FastHash = foldhash::fast::RandomState;
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
 use super::{CompileContext, Outcome, RecordStep, StepError};
 use crate::api::deidentify::{
@@ -22,7 +22,7 @@ use crate::api::deidentify::{
 };
 use crate::worker::crypto::{Cipher, KeyedHash, key_bytes};
 use crate::worker::dates::{DateValue, age_on};
-use crate::worker::record::{self, Record};
+use crate::worker::record::{self, Object, Record};
 
 /// A rule's method with its keys and parameters resolved.
 #[derive(Debug)]
@@ -322,23 +322,6 @@ fn age_band(age: i64, width: u32) -> String {
     format!("{lower}-{upper}")
 }
 
-/// Keeping some of an object's fields: the record's top level and a nested map alike.
-trait Retain {
-    fn retain_fields(&mut self, keep: &mut dyn FnMut(&str, &mut Value) -> bool);
-}
-
-impl Retain for Record {
-    fn retain_fields(&mut self, keep: &mut dyn FnMut(&str, &mut Value) -> bool) {
-        self.retain(keep);
-    }
-}
-
-impl Retain for Map<String, Value> {
-    fn retain_fields(&mut self, keep: &mut dyn FnMut(&str, &mut Value) -> bool) {
-        self.retain(|k, v| keep(k, v));
-    }
-}
-
 struct Walk<'a> {
     step: &'a Deidentify,
     /// The patient id of each dateShift patient field, read before any rule ran.
@@ -507,7 +490,7 @@ impl Walk<'_> {
     }
 
     /// Walks an object (the record or one nested in it), removing what must go.
-    fn object(&mut self, m: &mut impl Retain, path: &mut String) {
+    fn object(&mut self, m: &mut impl Object, path: &mut String) {
         let base = path.len();
         m.retain_fields(&mut |k, v| {
             if base > 0 {
