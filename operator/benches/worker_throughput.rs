@@ -20,6 +20,8 @@
 //! same cursor read with each row's JSON text parsed and serialised by `serde_json`, and from a
 //! MySQL table, against the worker's query with each row serialised as a JSON object.
 //!
+//! `MEDPLAT_BENCH_ROWS_PER_PATIENT` sets how many consecutive CSV rows share a patient (3).
+//!
 //! `MEDPLAT_BENCH_STEPS` runs one stage instead of the whole pipeline, to see what each costs:
 //! `read-write` (a map step that renames one field: reading, decoding, writing, the output's
 //! checksum), `validate` and `link` (CSV only), or `deidentify`.
@@ -84,6 +86,17 @@ fn id_card(i: u64) -> String {
     )
 }
 
+/// How many consecutive CSV rows share one patient (`MEDPLAT_BENCH_ROWS_PER_PATIENT`, default
+/// 3, as a lab export lists a patient's results together). 1 makes every row's identity values
+/// new, which the worker's memo of recent keyed-hash tags cannot help with.
+fn rows_per_patient() -> u64 {
+    std::env::var("MEDPLAT_BENCH_ROWS_PER_PATIENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(3)
+}
+
 /// Writes the input file and returns its size in bytes.
 fn generate(kind: Kind, n: u64, path: &Path) -> u64 {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -103,10 +116,11 @@ fn generate(kind: Kind, n: u64, path: &Path) -> u64 {
         }
         Kind::Csv | Kind::Postgres | Kind::Mysql => {
             writeln!(w, "specimen_id,patient_id,patient_name,id_card,gender,birth_date,test_code,result_value,unit,collected_at").unwrap();
+            let per_patient = rows_per_patient();
             for i in 0..n {
-                let pid = i / 3;
+                let pid = i / per_patient;
                 writeln!(w, "S{i:09},P{pid:08},王小明{pid},{},{},{:04}-{:02}-{:02},GLU,{}.{},mmol/L,2026-11-{:02}T08:30:00",
-                    id_card(pid), if pid % 2 == 0 { "M" } else { "F" }, 1940 + pid % 60, 1 + pid % 12, 1 + pid % 28, 3 + i % 7, i % 10, 1 + i % 28).unwrap();
+                    id_card(pid), if pid.is_multiple_of(2) { "M" } else { "F" }, 1940 + pid % 60, 1 + pid % 12, 1 + pid % 28, 3 + i % 7, i % 10, 1 + i % 28).unwrap();
             }
         }
     }

@@ -24,12 +24,16 @@ pub fn encoding(charset: Charset) -> &'static Encoding {
 /// superset, as the WHATWG encoding standard does.
 pub fn decode(bytes: &[u8], charset: Charset) -> Option<Cow<'_, str>> {
     match charset {
-        Charset::Utf8 => {
-            let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-            std::str::from_utf8(bytes).ok().map(Cow::Borrowed)
-        }
+        Charset::Utf8 => std::str::from_utf8(bytes)
+            .ok()
+            .map(|t| Cow::Borrowed(strip_bom(t))),
         other => encoding(other).decode_without_bom_handling_and_without_replacement(bytes),
     }
+}
+
+/// `text` without a leading byte order mark.
+pub fn strip_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
 /// Encodes text into `charset`; characters the charset cannot hold become numeric character

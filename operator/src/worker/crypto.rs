@@ -12,6 +12,7 @@ use hmac::{Hmac, Mac};
 use ring::rand::SecureRandom;
 use sm3::Sm3;
 use sm4::Sm4;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::secrets::SecretValue;
 use crate::api::deidentify::{CipherAlgorithm, HashAlgorithm};
@@ -87,7 +88,15 @@ fn decode_hex(t: &str) -> Option<Vec<u8>> {
 
 /// A keyed hash with its key schedule precomputed.
 #[derive(Clone)]
-pub enum KeyedHash {
+pub struct KeyedHash {
+    /// Numbers this key for the thread's tag memo ([`super::tag_memo`]); clones share it, since
+    /// they hash alike.
+    id: u64,
+    mac: Mac256,
+}
+
+#[derive(Clone)]
+enum Mac256 {
     /// HMAC-SHA256 (ring).
     Sha256(ring::hmac::Key),
     /// HMAC-SM3.
@@ -96,9 +105,9 @@ pub enum KeyedHash {
 
 impl std::fmt::Debug for KeyedHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            KeyedHash::Sha256(_) => f.write_str("KeyedHash(HMAC-SHA256, <key redacted>)"),
-            KeyedHash::Sm3(_) => f.write_str("KeyedHash(HMAC-SM3, <key redacted>)"),
+        match self.mac {
+            Mac256::Sha256(_) => f.write_str("KeyedHash(HMAC-SHA256, <key redacted>)"),
+            Mac256::Sm3(_) => f.write_str("KeyedHash(HMAC-SM3, <key redacted>)"),
         }
     }
 }
@@ -107,6 +116,7 @@ impl KeyedHash {
     /// Prepares a keyed hash; `what` names the key in errors. HMAC takes keys of any length,
     /// but an empty key is refused.
     pub fn new(algorithm: HashAlgorithm, key: &[u8], what: &str) -> Result<Self, CryptoError> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let too_short = || CryptoError::KeyLength {
             what: what.to_string(),
             expected: 16,
@@ -115,34 +125,37 @@ impl KeyedHash {
         if key.is_empty() {
             return Err(too_short());
         }
-        Ok(match algorithm {
+        let mac = match algorithm {
             HashAlgorithm::HmacSha256 => {
-                KeyedHash::Sha256(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key))
+                Mac256::Sha256(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key))
             }
             HashAlgorithm::HmacSm3 => {
                 let mac = <Hmac<Sm3> as KeyInit>::new_from_slice(key).map_err(|_| too_short())?;
-                KeyedHash::Sm3(Box::new(mac))
+                Mac256::Sm3(Box::new(mac))
             }
+        };
+        Ok(KeyedHash {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            mac,
         })
     }
 
-    /// The 32-byte tag of `data`.
+    /// The 32-byte tag of `data`, from this thread's memo when `data` was hashed lately.
     pub fn tag(&self, data: &[u8]) -> [u8; 32] {
+        super::tag_memo::tag_with(self.id, data, || self.compute_tag(data))
+    }
+
+    fn compute_tag(&self, data: &[u8]) -> [u8; 32] {
         let mut out = [0u8; 32];
-        match self {
-            KeyedHash::Sha256(k) => out.copy_from_slice(ring::hmac::sign(k, data).as_ref()),
-            KeyedHash::Sm3(mac) => {
+        match &self.mac {
+            Mac256::Sha256(k) => out.copy_from_slice(ring::hmac::sign(k, data).as_ref()),
+            Mac256::Sm3(mac) => {
                 let mut m = (**mac).clone();
                 m.update(data);
                 out.copy_from_slice(&m.finalize().into_bytes());
             }
         }
         out
-    }
-
-    /// The tag of `data` as 64 lower-case hex digits.
-    pub fn hex_tag(&self, data: &[u8]) -> String {
-        hex(&self.tag(data))
     }
 
     /// Appends the tag of `data` as 64 lower-case hex digits to `out`.
@@ -292,7 +305,7 @@ mod tests {
     fn hmac_sha256_matches_rfc_4231_case_2() {
         let h = KeyedHash::new(HashAlgorithm::HmacSha256, b"Jefe", "k").unwrap();
         assert_eq!(
-            h.hex_tag(b"what do ya want for nothing?"),
+            hex(&h.tag(b"what do ya want for nothing?")),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }

@@ -17,18 +17,18 @@ pub enum DateStyle {
 
 /// A date value taken apart.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DateValue {
+pub struct DateValue<'a> {
     /// The calendar date.
     pub date: Date,
     /// How it was written.
     pub style: DateStyle,
     /// Whatever followed the date (time of day, offset), verbatim.
-    pub rest: String,
+    pub rest: &'a str,
 }
 
-impl DateValue {
+impl<'a> DateValue<'a> {
     /// Parses a date or date-time. `None` when the text does not start with a real date.
-    pub fn parse(text: &str) -> Option<DateValue> {
+    pub fn parse(text: &'a str) -> Option<DateValue<'a>> {
         let t = text.trim();
         let b = t.as_bytes();
         let digits = |r: std::ops::Range<usize>| {
@@ -61,15 +61,20 @@ impl DateValue {
             return None;
         };
         let date = Date::new(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?).ok()?;
-        Some(DateValue {
-            date,
-            style,
-            rest: rest.to_string(),
-        })
+        Some(DateValue { date, style, rest })
     }
 
     /// Writes the value back in its original style.
     pub fn render(&self) -> String {
+        let mut out = String::with_capacity(10 + self.rest.len());
+        // Writing to a String cannot fail.
+        let _ = self.render_to(&mut out);
+        out
+    }
+
+    /// Writes the value in its original style to `out` (a stack buffer in the hot paths); an
+    /// error only when `out` is full.
+    pub fn render_to(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
         let d = self.date;
         let sep = match self.style {
             DateStyle::Iso => "-",
@@ -77,7 +82,8 @@ impl DateValue {
         };
         let Ok(year) = u16::try_from(d.year()) else {
             // Years before 1 BCE (only reachable by shifting year 0000 back) keep the sign.
-            return format!(
+            return write!(
+                out,
                 "{:04}{sep}{:02}{sep}{:02}{}",
                 d.year(),
                 d.month(),
@@ -86,18 +92,16 @@ impl DateValue {
             );
         };
         // By hand rather than format!: this runs for every shifted date of every record.
-        let mut out = String::with_capacity(10 + self.rest.len());
-        push_digits(&mut out, year, 4);
-        out.push_str(sep);
-        push_digits(&mut out, d.month().unsigned_abs().into(), 2);
-        out.push_str(sep);
-        push_digits(&mut out, d.day().unsigned_abs().into(), 2);
-        out.push_str(&self.rest);
-        out
+        push_digits(out, year, 4)?;
+        out.write_str(sep)?;
+        push_digits(out, d.month().unsigned_abs().into(), 2)?;
+        out.write_str(sep)?;
+        push_digits(out, d.day().unsigned_abs().into(), 2)?;
+        out.write_str(self.rest)
     }
 
     /// The same value moved by whole days; `None` if that leaves the calendar.
-    pub fn shifted(self, days: i64) -> Option<DateValue> {
+    pub fn shifted(self, days: i64) -> Option<DateValue<'a>> {
         let date = self
             .date
             .checked_add(jiff::Span::new().try_days(days).ok()?)
@@ -107,13 +111,13 @@ impl DateValue {
 }
 
 /// Appends `n` as decimal, zero-padded to `width` digits (wider numbers are written in full).
-fn push_digits(out: &mut String, n: u16, width: usize) {
+fn push_digits(out: &mut impl std::fmt::Write, n: u16, width: usize) -> std::fmt::Result {
     let mut buf = itoa::Buffer::new();
     let digits = buf.format(n);
     for _ in digits.len()..width {
-        out.push('0');
+        out.write_char('0')?;
     }
-    out.push_str(digits);
+    out.write_str(digits)
 }
 
 /// Whole years from `birth` to `on` (the age on that day).

@@ -271,6 +271,49 @@ impl std::ops::Index<&str> for Record {
     }
 }
 
+impl Record {
+    /// Appends the record as one compact JSON object: byte for byte what `serde_json` writes
+    /// for it, faster. Most strings need no escaping and are copied whole; `serde_json` writes
+    /// the rest and every non-string value.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (i, (k, v)) in self.fields.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_json_str(k.as_str(), out);
+            out.push(b':');
+            match v {
+                Value::String(s) => write_json_str(s, out),
+                other => write_json_value(other, out),
+            }
+        }
+        out.push(b'}');
+    }
+}
+
+/// A JSON string literal of `s`.
+fn write_json_str(s: &str, out: &mut Vec<u8>) {
+    // No early exit, so the check runs over whole vectors of bytes.
+    let plain = s.bytes().fold(true, |plain, b| {
+        plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
+    });
+    if plain {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        write_json_value(s, out);
+    }
+}
+
+/// A JSON value through `serde_json`, which cannot fail on a `Value` or a `str` written to a
+/// `Vec` (every map key is a string and every number finite).
+fn write_json_value<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(out, v);
+}
+
 impl Serialize for Record {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.fields.len()))?;
@@ -354,6 +397,39 @@ mod tests {
         assert_eq!(Map::from(record.clone()), as_map);
         assert_eq!(record[long], json!([2]));
         assert_eq!(record["missing"], Value::Null);
+    }
+
+    #[test]
+    fn write_json_matches_serde_json_byte_for_byte() {
+        // Every byte that needs escaping (controls, quote, backslash) next to ones that do not
+        // (DEL, non-ASCII), in names and values, among values of every type.
+        let tricky: String = (0u8..0x20)
+            .map(char::from)
+            .chain("\"\\/\u{7f}é王\u{2028}".chars())
+            .collect();
+        let record: Record = [
+            ("plain", json!("S000000001")),
+            ("tricky", json!(tricky)),
+            ("quote\"name", json!("x")),
+            ("name_with_\u{1}", json!("")),
+            ("number", json!(-1.5e300)),
+            ("integer", json!(42)),
+            ("bool", json!(true)),
+            ("null", json!(null)),
+            ("nested", json!({"b": ["a\n", {"c": "\""}], "a": 1})),
+            ("a_field_name_longer_than_the_inline_limit", json!("长的")),
+        ]
+        .into_iter()
+        .collect();
+        let mut ours = Vec::new();
+        record.write_json(&mut ours);
+        assert_eq!(
+            String::from_utf8(ours).unwrap(),
+            serde_json::to_string(&record).unwrap()
+        );
+        let mut empty = Vec::new();
+        Record::default().write_json(&mut empty);
+        assert_eq!(empty, b"{}");
     }
 
     #[test]

@@ -25,3 +25,4 @@ pub mod spill;
 pub mod steps;
 pub mod store;
 pub mod summary;
+pub mod tag_memo;

@@ -204,8 +204,7 @@ fn process(steps: &[&dyn RecordStep], serialise: bool, batch: Vec<Fed>) -> Resul
         };
         let verdict = apply_steps(steps, &mut record);
         if serialise && matches!(verdict, Verdict::Keep) {
-            serde_json::to_writer(&mut done.lines, &record)
-                .map_err(|e| format!("cannot serialise a record from {}: {e}", location.text()))?;
+            record.write_json(&mut done.lines);
             done.lines.push(b'\n');
             done.line_count += 1;
         } else {

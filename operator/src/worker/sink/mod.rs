@@ -179,6 +179,8 @@ pub struct NdjsonWriter {
     name: String,
     out: Option<BufWriter<HashingWriter<File>>>,
     records: u64,
+    /// One record's line, serialised here and then written in one piece.
+    line: Vec<u8>,
 }
 
 impl NdjsonWriter {
@@ -189,6 +191,7 @@ impl NdjsonWriter {
             name,
             out: None,
             records: 0,
+            line: Vec::new(),
         }
     }
 
@@ -236,7 +239,13 @@ impl NdjsonWriter {
 
 impl OutputWriter for NdjsonWriter {
     fn write(&mut self, record: &Record) -> Result<(), SinkError> {
-        self.write_value(record)
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        record.write_json(&mut line);
+        line.push(b'\n');
+        let written = self.write_lines(&line, 1);
+        self.line = line;
+        written
     }
 
     fn finish(self: Box<Self>) -> Result<Vec<WrittenFile>, SinkError> {

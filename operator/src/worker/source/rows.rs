@@ -31,12 +31,17 @@ pub struct RawRow<'a> {
 impl RawRow<'_> {
     /// CSV field `i` of the row, if it has one.
     pub fn field(&self, i: usize) -> Option<&[u8]> {
+        self.bytes.get(self.field_range(i)?)
+    }
+
+    /// Where CSV field `i` lies within `bytes`.
+    pub fn field_range(&self, i: usize) -> Option<std::ops::Range<usize>> {
         let end = *self.field_ends.get(i)? as usize;
         let start = match i.checked_sub(1) {
             Some(p) => *self.field_ends.get(p)? as usize,
             None => 0,
         };
-        self.bytes.get(start..end)
+        Some(start..end)
     }
 
     /// The CSV fields of the row.

@@ -6,7 +6,11 @@
 //! The decision per path is computed when the step is compiled, so each record costs one walk.
 //! Methods apply to every scalar under the decided path (a FHIR `name` object, an HL7 `PID.5`).
 
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
+
+use arrayvec::{ArrayString, ArrayVec};
 
 /// The hasher of the per-field lookups (one or two per field of every record, where SipHash
 /// showed in profiles). The tables are fixed when the step compiles and record field names are
@@ -44,6 +48,8 @@ enum Action {
         h: KeyedHash,
         max_days: u32,
         patient_field: String,
+        /// This rule's place among the step's dateShift rules, an index into [`ShiftDays`].
+        ordinal: usize,
     },
     Year,
     AgeBand {
@@ -70,8 +76,32 @@ pub struct Deidentify {
     unmatched: Unmatched,
     on_error: OnError,
     as_of: jiff::civil::Date,
-    /// The patient-id fields dateShift rules read, before anything is changed.
-    patient_fields: Vec<String>,
+    /// The index into `actions` of each dateShift rule, in order.
+    shifts: Vec<usize>,
+}
+
+/// The day offset of each dateShift rule for one record, worked out before any rule changes
+/// the patient-id fields; `None` when the record has no patient id. The first few live on the
+/// stack: this is computed for every record.
+#[derive(Default)]
+struct ShiftDays {
+    first: ArrayVec<Option<i64>, 8>,
+    rest: Vec<Option<i64>>,
+}
+
+impl ShiftDays {
+    fn push(&mut self, days: Option<i64>) {
+        if let Err(full) = self.first.try_push(days) {
+            self.rest.push(full.element());
+        }
+    }
+
+    fn get(&self, ordinal: usize) -> Option<i64> {
+        match ordinal.checked_sub(self.first.capacity()) {
+            None => self.first.get(ordinal).copied().flatten(),
+            Some(i) => self.rest.get(i).copied().flatten(),
+        }
+    }
 }
 
 struct Keys<'a> {
@@ -180,6 +210,10 @@ impl Deidentify {
                             .map_err(crypto_err(&name))?,
                         max_days: p.max_days,
                         patient_field: p.patient_id_field.clone(),
+                        ordinal: actions
+                            .iter()
+                            .filter(|(_, a)| matches!(a, Action::DateShift { .. }))
+                            .count(),
                     }
                 }
                 Method::Generalize => {
@@ -246,15 +280,12 @@ impl Deidentify {
                 p = head;
             }
         }
-        let mut patient_fields: Vec<String> = actions
+        let shifts = actions
             .iter()
-            .filter_map(|(_, a)| match a {
-                Action::DateShift { patient_field, .. } => Some(patient_field.clone()),
-                _ => None,
-            })
+            .enumerate()
+            .filter(|(_, (_, a))| matches!(a, Action::DateShift { .. }))
+            .map(|(i, _)| i)
             .collect();
-        patient_fields.sort();
-        patient_fields.dedup();
         Ok(Deidentify {
             name,
             actions,
@@ -263,7 +294,7 @@ impl Deidentify {
             unmatched: spec.unmatched,
             on_error: spec.on_error,
             as_of: ctx.as_of,
-            patient_fields,
+            shifts,
         })
     }
 }
@@ -289,10 +320,10 @@ fn rule_label(rule: &DeidentifyRule, i: usize) -> String {
 
 /// The text that identifies a patient for dateShift: a string, the first component of an HL7
 /// composite, or the first element of a list.
-fn patient_key(v: &Value) -> Option<String> {
+fn patient_key(v: &Value) -> Option<Cow<'_, str>> {
     match v {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.trim().is_empty() => Some(Cow::Borrowed(s.trim())),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
         Value::Object(m) => m.get("1").and_then(patient_key),
         Value::Array(items) => items.first().and_then(patient_key),
         _ => None,
@@ -312,6 +343,15 @@ fn each_scalar(
     }
 }
 
+/// Whether `text` is a date whose first four characters are its four-digit year.
+fn starts_with_its_year(text: &str) -> bool {
+    DateValue::parse(text).is_some_and(|d| {
+        let year = d.date.year();
+        (1000..=9999).contains(&year)
+            && text.as_bytes().get(..4) == Some(itoa::Buffer::new().format(year).as_bytes())
+    })
+}
+
 fn age_band(age: i64, width: u32) -> String {
     if age >= 90 {
         return "90+".into();
@@ -322,10 +362,15 @@ fn age_band(age: i64, width: u32) -> String {
     format!("{lower}-{upper}")
 }
 
+thread_local! {
+    /// The walk's path buffer, kept between the records of one thread.
+    static PATH: Cell<String> = const { Cell::new(String::new()) };
+}
+
 struct Walk<'a> {
     step: &'a Deidentify,
-    /// The patient id of each dateShift patient field, read before any rule ran.
-    patients: &'a [(&'a str, Option<String>)],
+    /// The day offset of each dateShift rule, worked out before any rule ran.
+    days: &'a ShiftDays,
     error: Option<(String, String)>,
 }
 
@@ -383,16 +428,11 @@ impl Walk<'_> {
                 Ok(())
             }),
             Action::DateShift {
-                h,
-                max_days,
                 patient_field,
+                ordinal,
+                ..
             } => {
-                let patient = self
-                    .patients
-                    .iter()
-                    .find(|(f, _)| *f == patient_field.as_str())
-                    .and_then(|(_, p)| p.as_ref());
-                let Some(patient) = patient else {
+                let Some(days) = self.days.get(*ordinal) else {
                     self.error = Some((
                         label.clone(),
                         format!(
@@ -401,17 +441,38 @@ impl Walk<'_> {
                     ));
                     return true;
                 };
-                let days = h.offset(patient.as_bytes(), *max_days);
                 each_scalar(v, &mut |s| {
                     let text = record::text(s).unwrap_or_default();
                     let shifted = DateValue::parse(&text)
                         .and_then(|d| d.shifted(days))
                         .ok_or_else(|| format!("{path} is not a date"))?;
-                    *s = Value::String(shifted.render());
+                    // A date fits on the stack; the string's own buffer then takes it back.
+                    let mut short = ArrayString::<64>::new();
+                    let rendered = match shifted.render_to(&mut short) {
+                        Ok(()) => None,
+                        Err(_) => Some(shifted.render()),
+                    };
+                    drop(text);
+                    match (rendered, s) {
+                        (None, Value::String(st)) => {
+                            st.clear();
+                            st.push_str(&short);
+                        }
+                        (None, other) => *other = Value::String(short.to_string()),
+                        (Some(long), other) => *other = Value::String(long),
+                    }
                     Ok(())
                 })
             }
             Action::Year => each_scalar(v, &mut |s| {
+                // `1987-06-05` and `19870605` keep their first four characters: cut the string
+                // in place rather than writing the year anew.
+                if let Value::String(st) = s
+                    && starts_with_its_year(st)
+                {
+                    st.truncate(4);
+                    return Ok(());
+                }
                 let text = record::text(s).unwrap_or_default();
                 let year = match DateValue::parse(&text) {
                     Some(d) => d.date.year().to_string(),
@@ -542,18 +603,32 @@ impl RecordStep for Deidentify {
 
     fn apply(&self, rec: &mut Record) -> Outcome {
         // dateShift reads patient ids before any rule can hash or remove them.
-        let patients: Vec<(&str, Option<String>)> = self
-            .patient_fields
-            .iter()
-            .map(|f| (f.as_str(), record::get(rec, f).and_then(patient_key)))
-            .collect();
+        let mut days = ShiftDays::default();
+        for &i in &self.shifts {
+            if let Some((
+                _,
+                Action::DateShift {
+                    h,
+                    max_days,
+                    patient_field,
+                    ..
+                },
+            )) = self.actions.get(i)
+            {
+                let patient = record::get(rec, patient_field).and_then(patient_key);
+                days.push(patient.map(|p| h.offset(p.as_bytes(), *max_days)));
+            }
+        }
         let mut walk = Walk {
             step: self,
-            patients: &patients,
+            days: &days,
             error: None,
         };
-        let mut path = String::with_capacity(64);
+        // The path buffer is the thread's own, reused: one allocation fewer per record.
+        let mut path = PATH.try_with(Cell::take).unwrap_or_default();
+        path.clear();
         walk.object(rec, &mut path);
+        let _ = PATH.try_with(|p| p.set(path));
         match walk.error {
             None => Outcome::Keep,
             Some((rule, reason)) => Outcome::Quarantine { rule, reason },

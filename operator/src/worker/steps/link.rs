@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{Outcome, RecordStep, StepError};
 use crate::api::steps::LinkStep;
-use crate::worker::crypto::{KeyedHash, key_bytes};
+use crate::worker::crypto::{KeyedHash, key_bytes, push_hex};
 use crate::worker::record::{self, Record};
 use crate::worker::secrets::SecretStore;
 
@@ -77,7 +77,8 @@ impl RecordStep for Link {
     }
 
     fn apply(&self, rec: &mut Record) -> Outcome {
-        let mut material = String::with_capacity(32);
+        // The hash input's buffer becomes the pseudonym's: one allocation per record.
+        let mut material = String::with_capacity(64);
         for (i, f) in self.fields.iter().enumerate() {
             if i > 0 {
                 material.push('\u{1f}');
@@ -91,11 +92,10 @@ impl RecordStep for Link {
                 };
             }
         }
-        record::set(
-            rec,
-            &self.output,
-            Value::String(self.hash.hex_tag(material.as_bytes())),
-        );
+        let tag = self.hash.tag(material.as_bytes());
+        material.clear();
+        push_hex(&tag, &mut material);
+        record::set(rec, &self.output, Value::String(material));
         Outcome::Keep
     }
 }
