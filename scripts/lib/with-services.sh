@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ensures the test tools are installed, starts a loopback PostgreSQL and MariaDB, runs "$@", cleans up.
+# Ensures the test tools are installed, starts loopback PostgreSQL, MariaDB and S3 endpoints, runs "$@", cleans up.
 set -euo pipefail
 
 need_pkgs=()
