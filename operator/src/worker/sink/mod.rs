@@ -6,6 +6,7 @@
 //! the records once and write on the second pass; memory stays flat.
 
 pub mod columns;
+pub mod early_sync;
 pub mod parquet_out;
 
 use std::fs::File;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use self::columns::ColumnSet;
+use self::early_sync::SyncingFile;
 use super::record::Record;
 use super::spill::{SpillError, SpillReader, SpillWriter};
 use crate::api::pipeline::SinkFormat;
@@ -148,16 +150,18 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> SinkError + '_ {
     }
 }
 
-/// Creates `path` (and its directory).
-fn create(path: &Path) -> Result<File, SinkError> {
+/// Creates `path` (and its directory), to be synced in the background as it grows.
+fn create(path: &Path) -> Result<SyncingFile, SinkError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_err(parent))?;
     }
-    File::create(path).map_err(io_err(path))
+    File::create(path)
+        .map(SyncingFile::new)
+        .map_err(io_err(path))
 }
 
 fn seal(
-    out: BufWriter<HashingWriter<File>>,
+    out: BufWriter<HashingWriter<SyncingFile>>,
     path: &Path,
     name: &str,
     records: u64,
@@ -177,7 +181,7 @@ fn seal(
 pub struct NdjsonWriter {
     path: PathBuf,
     name: String,
-    out: Option<BufWriter<HashingWriter<File>>>,
+    out: Option<BufWriter<HashingWriter<SyncingFile>>>,
     records: u64,
     /// One record's line, serialised here and then written in one piece.
     line: Vec<u8>,
@@ -196,7 +200,7 @@ impl NdjsonWriter {
     }
 
     /// The open file, created on first use.
-    fn out(&mut self) -> Result<&mut BufWriter<HashingWriter<File>>, SinkError> {
+    fn out(&mut self) -> Result<&mut BufWriter<HashingWriter<SyncingFile>>, SinkError> {
         let out = match self.out.take() {
             Some(out) => out,
             None => BufWriter::with_capacity(256 * 1024, HashingWriter::new(create(&self.path)?)),
