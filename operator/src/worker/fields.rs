@@ -119,8 +119,26 @@ impl Record {
 
     /// Where `name` is, or where it would be inserted.
     fn position(&self, name: &str) -> Result<usize, usize> {
-        self.fields
-            .binary_search_by(|(k, _)| k.as_bytes().cmp(name.as_bytes()))
+        let name = name.as_bytes();
+        self.fields.binary_search_by(|(k, _)| {
+            let k = k.as_bytes();
+            // Most probes differ in the first byte: settle those without a call to `memcmp`.
+            match (k.first(), name.first()) {
+                (Some(a), Some(b)) if a != b => a.cmp(b),
+                _ => k.cmp(name),
+            }
+        })
+    }
+
+    /// A record with this one's names and the values `value` gives for each position in
+    /// order, or `None` as soon as it gives none. The names are already in order, so a CSV row
+    /// is laid out with one allocation and no sorting.
+    pub fn with_values(&self, mut value: impl FnMut(usize) -> Option<Value>) -> Option<Record> {
+        let mut fields = Vec::with_capacity(self.fields.len());
+        for (i, (name, _)) in self.fields.iter().enumerate() {
+            fields.push((name.clone(), value(i)?));
+        }
+        Some(Record { fields })
     }
 
     /// The value of field `name`.

@@ -5,9 +5,9 @@
 //! then writes all of it while the run waits: 350 MB of NDJSON took about half a second here,
 //! a fifth of a one-million-row CSV run. Every [`SYNC_EVERY`] bytes a helper thread starts
 //! `fdatasync` on a second handle of the file while the run goes on writing; at most one runs
-//! at a time, and the writer never waits for it except at the end. A failed early sync fails
-//! the next write or the final sync: after a failed `fsync` Linux may have dropped the dirty
-//! pages, so the run must not commit. (RocksDB's `bytes_per_sync` and PostgreSQL's
+//! at a time (a new one starts only once the last has ended), and the writer never waits for
+//! it except at the end. A failed early sync fails the next write or the final sync: after a
+//! failed `fsync` Linux may have dropped the dirty pages, so the run must not commit. (RocksDB's `bytes_per_sync` and PostgreSQL's
 //! `backend_flush_after` do the same for the same reason.)
 
 use std::fs::File;
@@ -15,7 +15,7 @@ use std::io::{self, Write};
 use std::thread::JoinHandle;
 
 /// Bytes written between two background syncs.
-pub const SYNC_EVERY: u64 = 32 << 20;
+pub const SYNC_EVERY: u64 = 8 << 20;
 
 /// A file being written, synced in the background every [`SYNC_EVERY`] bytes.
 pub struct SyncingFile {

@@ -101,7 +101,6 @@ impl RowDecoder for CsvRowDecoder {
                 raw: self.raw_text(&row),
             };
         }
-        let mut record = self.template.clone();
         // UTF-8, the common case: one check over the whole row instead of one per field. A
         // field must then also start and end on character boundaries (bytes split by a
         // delimiter are not valid text even when their concatenation is); if anything is off,
@@ -109,21 +108,16 @@ impl RowDecoder for CsvRowDecoder {
         if self.charset == Charset::Utf8
             && let Ok(text) = std::str::from_utf8(row.bytes)
         {
-            let mut whole = true;
-            for (value, column) in record.values_mut().zip(&self.columns) {
-                let field = row.field_range(*column).and_then(|r| text.get(r));
-                match field {
-                    Some(f) => *value = Value::String(charset::strip_bom(f).to_owned()),
-                    None => {
-                        whole = false;
-                        break;
-                    }
-                }
-            }
-            if whole {
+            let record = self.template.with_values(|i| {
+                let column = *self.columns.get(i)?;
+                let field = text.get(row.field_range(column)?)?;
+                Some(Value::String(charset::strip_bom(field).to_owned()))
+            });
+            if let Some(record) = record {
                 return Decoded::Record(record);
             }
         }
+        let mut record = self.template.clone();
         for (value, column) in record.values_mut().zip(&self.columns) {
             let text = row
                 .field(*column)
