@@ -624,10 +624,18 @@ impl RecordStep for Deidentify {
             days: &days,
             error: None,
         };
-        // The path buffer is the thread's own, reused: one allocation fewer per record.
+        // The path buffer is the thread's own, reused: one allocation fewer per record. A
+        // top-level field that a rule decides (every field of a flat record) needs no path
+        // built: its name is its path.
         let mut path = PATH.try_with(Cell::take).unwrap_or_default();
-        path.clear();
-        walk.object(rec, &mut path);
+        rec.retain_fields(&mut |k, v| match self.decided.get(k) {
+            Some(&rule) => walk.apply(rule, k, v),
+            None => {
+                path.clear();
+                path.push_str(k);
+                walk.node(v, &mut path)
+            }
+        });
         let _ = PATH.try_with(|p| p.set(path));
         match walk.error {
             None => Outcome::Keep,
