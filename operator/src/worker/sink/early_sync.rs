@@ -48,18 +48,20 @@ impl SyncingFile {
     }
 
     /// Starts a background sync of what has been written so far, unless one is still running.
+    /// Only a failed sync is an error: without a second handle or a thread the file is simply
+    /// synced whole at the end, as before.
     fn start(&mut self) -> io::Result<()> {
         self.reap(false)?;
         if self.running.is_some() {
             return Ok(());
         }
-        let handle = self.file.try_clone()?;
-        self.running = Some(
-            std::thread::Builder::new()
-                .name("medplat-sync".into())
-                .spawn(move || handle.sync_data())?,
-        );
         self.unsynced = 0;
+        if let Ok(handle) = self.file.try_clone() {
+            self.running = std::thread::Builder::new()
+                .name("medplat-sync".into())
+                .spawn(move || handle.sync_data())
+                .ok();
+        }
         Ok(())
     }
 
