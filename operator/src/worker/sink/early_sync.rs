@@ -22,6 +22,8 @@ pub struct SyncingFile {
     file: File,
     unsynced: u64,
     running: Option<JoinHandle<io::Result<()>>>,
+    /// The background sync: `File::sync_data`, or a failing one in tests.
+    sync: fn(&File) -> io::Result<()>,
 }
 
 impl SyncingFile {
@@ -31,6 +33,7 @@ impl SyncingFile {
             file,
             unsynced: 0,
             running: None,
+            sync: File::sync_data,
         }
     }
 
@@ -57,9 +60,10 @@ impl SyncingFile {
         }
         self.unsynced = 0;
         if let Ok(handle) = self.file.try_clone() {
+            let sync = self.sync;
             self.running = std::thread::Builder::new()
                 .name("medplat-sync".into())
-                .spawn(move || handle.sync_data())
+                .spawn(move || sync(&handle))
                 .ok();
         }
         Ok(())
@@ -115,5 +119,33 @@ mod tests {
         f.sync_all().unwrap();
         let len = std::fs::metadata(&path).unwrap().len();
         assert_eq!(len, (2 * SYNC_EVERY / (1 << 20) + 3) * (1 << 20));
+    }
+
+    #[test]
+    fn a_failed_background_sync_fails_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let failing = |_: &File| -> io::Result<()> { Err(io::Error::other("EIO from the disk")) };
+        let chunk = vec![b'x'; 1 << 20];
+        let open = || {
+            let mut f = SyncingFile::new(File::create(dir.path().join("out")).unwrap());
+            f.sync = failing;
+            for _ in 0..SYNC_EVERY / chunk.len() as u64 {
+                f.write_all(&chunk).unwrap();
+            }
+            assert!(f.running.is_some(), "the background sync started");
+            f
+        };
+        // Reported by the final sync...
+        let err = open().sync_all().unwrap_err();
+        assert!(err.to_string().contains("EIO from the disk"), "{err}");
+        // ...or by the first write after it ended.
+        let mut f = open();
+        while !f.running.as_ref().unwrap().is_finished() {
+            std::thread::yield_now();
+        }
+        let err = (0..SYNC_EVERY / chunk.len() as u64)
+            .find_map(|_| f.write_all(&chunk).err())
+            .expect("a later write reports the failed sync");
+        assert!(err.to_string().contains("EIO from the disk"), "{err}");
     }
 }
