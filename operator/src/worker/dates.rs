@@ -66,15 +66,6 @@ impl<'a> DateValue<'a> {
 
     /// Writes the value back in its original style.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(10 + self.rest.len());
-        // Writing to a String cannot fail.
-        let _ = self.render_to(&mut out);
-        out
-    }
-
-    /// Writes the value in its original style to `out` (a stack buffer in the hot paths); an
-    /// error only when `out` is full.
-    pub fn render_to(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
         let d = self.date;
         let sep = match self.style {
             DateStyle::Iso => "-",
@@ -82,8 +73,7 @@ impl<'a> DateValue<'a> {
         };
         let Ok(year) = u16::try_from(d.year()) else {
             // Years before 1 BCE (only reachable by shifting year 0000 back) keep the sign.
-            return write!(
-                out,
+            return format!(
                 "{:04}{sep}{:02}{sep}{:02}{}",
                 d.year(),
                 d.month(),
@@ -92,12 +82,14 @@ impl<'a> DateValue<'a> {
             );
         };
         // By hand rather than format!: this runs for every shifted date of every record.
-        push_digits(out, year, 4)?;
-        out.write_str(sep)?;
-        push_digits(out, d.month().unsigned_abs().into(), 2)?;
-        out.write_str(sep)?;
-        push_digits(out, d.day().unsigned_abs().into(), 2)?;
-        out.write_str(self.rest)
+        let mut out = String::with_capacity(10 + self.rest.len());
+        push_digits(&mut out, year, 4);
+        out.push_str(sep);
+        push_digits(&mut out, d.month().unsigned_abs().into(), 2);
+        out.push_str(sep);
+        push_digits(&mut out, d.day().unsigned_abs().into(), 2);
+        out.push_str(self.rest);
+        out
     }
 
     /// The same value moved by whole days; `None` if that leaves the calendar.
@@ -111,13 +103,13 @@ impl<'a> DateValue<'a> {
 }
 
 /// Appends `n` as decimal, zero-padded to `width` digits (wider numbers are written in full).
-fn push_digits(out: &mut impl std::fmt::Write, n: u16, width: usize) -> std::fmt::Result {
+fn push_digits(out: &mut String, n: u16, width: usize) {
     let mut buf = itoa::Buffer::new();
     let digits = buf.format(n);
     for _ in digits.len()..width {
-        out.write_char('0')?;
+        out.push('0');
     }
-    out.write_str(digits)
+    out.push_str(digits);
 }
 
 /// Whole years from `birth` to `on` (the age on that day).

@@ -5,6 +5,7 @@
 //! The reader only splits rows (into [`RowBatch`]es); [`CsvRowDecoder`] turns them into records
 //! on the thread that processes them.
 
+use std::borrow::Cow;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -36,8 +37,8 @@ pub struct CsvRecords<R: Read> {
 pub struct CsvRowDecoder {
     headers: Vec<String>,
     charset: Charset,
-    /// A record with every header name and null values: cloning it lays a row's record out
-    /// without sorting or comparing the names again for every row.
+    /// A record with every header name (and null values): a row's record takes its names in
+    /// their order, without sorting or comparing them again for every row.
     template: Record,
     /// The column of each of the template's fields, in the template's (sorted) order.
     columns: Vec<usize>,
@@ -101,33 +102,27 @@ impl RowDecoder for CsvRowDecoder {
                 raw: self.raw_text(&row),
             };
         }
-        // UTF-8, the common case: one check over the whole row instead of one per field. A
-        // field must then also start and end on character boundaries (bytes split by a
-        // delimiter are not valid text even when their concatenation is); if anything is off,
-        // the field-by-field path below decides and names the field.
-        if self.charset == Charset::Utf8
-            && let Ok(text) = std::str::from_utf8(row.bytes)
-        {
-            let record = self.template.with_values(|i| {
-                let column = *self.columns.get(i)?;
-                let field = text.get(row.field_range(column)?)?;
-                Some(Value::String(charset::strip_bom(field).to_owned()))
-            });
-            if let Some(record) = record {
-                return Decoded::Record(record);
-            }
+        // UTF-8, the common case, is checked once over the whole row instead of once per
+        // field. A field must then also start and end on character boundaries: bytes split by
+        // a delimiter are not valid text even when their concatenation is.
+        let whole_row = match self.charset {
+            Charset::Utf8 => std::str::from_utf8(row.bytes).ok(),
+            _ => None,
+        };
+        let record = self.template.with_values(|i| {
+            let column = *self.columns.get(i)?;
+            let text = match whole_row {
+                Some(text) => {
+                    Cow::Borrowed(charset::strip_bom(text.get(row.field_range(column)?)?))
+                }
+                None => charset::decode(row.field(column)?, self.charset)?,
+            };
+            Some(Value::String(text.into_owned()))
+        });
+        match record {
+            Some(record) => Decoded::Record(record),
+            None => self.undecodable(&row),
         }
-        let mut record = self.template.clone();
-        for (value, column) in record.values_mut().zip(&self.columns) {
-            let text = row
-                .field(*column)
-                .and_then(|bytes| charset::decode(bytes, self.charset));
-            match text {
-                Some(text) => *value = Value::String(text.into_owned()),
-                None => return self.undecodable(&row),
-            }
-        }
-        Decoded::Record(record)
     }
 }
 

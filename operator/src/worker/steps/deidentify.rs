@@ -7,10 +7,7 @@
 //! Methods apply to every scalar under the decided path (a FHIR `name` object, an HL7 `PID.5`).
 
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
-
-use arrayvec::{ArrayString, ArrayVec};
 
 /// The hasher of the per-field lookups (one or two per field of every record, where SipHash
 /// showed in profiles). The tables are fixed when the step compiles and record field names are
@@ -48,7 +45,7 @@ enum Action {
         h: KeyedHash,
         max_days: u32,
         patient_field: String,
-        /// This rule's place among the step's dateShift rules, an index into [`ShiftDays`].
+        /// This rule's place among the step's dateShift rules, an index into `Walk::days`.
         ordinal: usize,
     },
     Year,
@@ -76,32 +73,6 @@ pub struct Deidentify {
     unmatched: Unmatched,
     on_error: OnError,
     as_of: jiff::civil::Date,
-    /// The index into `actions` of each dateShift rule, in order.
-    shifts: Vec<usize>,
-}
-
-/// The day offset of each dateShift rule for one record, worked out before any rule changes
-/// the patient-id fields; `None` when the record has no patient id. The first few live on the
-/// stack: this is computed for every record.
-#[derive(Default)]
-struct ShiftDays {
-    first: ArrayVec<Option<i64>, 8>,
-    rest: Vec<Option<i64>>,
-}
-
-impl ShiftDays {
-    fn push(&mut self, days: Option<i64>) {
-        if let Err(full) = self.first.try_push(days) {
-            self.rest.push(full.element());
-        }
-    }
-
-    fn get(&self, ordinal: usize) -> Option<i64> {
-        match ordinal.checked_sub(self.first.capacity()) {
-            None => self.first.get(ordinal).copied().flatten(),
-            Some(i) => self.rest.get(i).copied().flatten(),
-        }
-    }
 }
 
 struct Keys<'a> {
@@ -280,12 +251,6 @@ impl Deidentify {
                 p = head;
             }
         }
-        let shifts = actions
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, a))| matches!(a, Action::DateShift { .. }))
-            .map(|(i, _)| i)
-            .collect();
         Ok(Deidentify {
             name,
             actions,
@@ -294,7 +259,6 @@ impl Deidentify {
             unmatched: spec.unmatched,
             on_error: spec.on_error,
             as_of: ctx.as_of,
-            shifts,
         })
     }
 }
@@ -362,15 +326,11 @@ fn age_band(age: i64, width: u32) -> String {
     format!("{lower}-{upper}")
 }
 
-thread_local! {
-    /// The walk's path buffer, kept between the records of one thread.
-    static PATH: Cell<String> = const { Cell::new(String::new()) };
-}
-
 struct Walk<'a> {
     step: &'a Deidentify,
-    /// The day offset of each dateShift rule, worked out before any rule ran.
-    days: &'a ShiftDays,
+    /// The day offset of each dateShift rule (by its ordinal), worked out before any rule
+    /// ran; `None` when the record has no patient id.
+    days: &'a [Option<i64>],
     error: Option<(String, String)>,
 }
 
@@ -432,7 +392,7 @@ impl Walk<'_> {
                 ordinal,
                 ..
             } => {
-                let Some(days) = self.days.get(*ordinal) else {
+                let Some(&Some(days)) = self.days.get(*ordinal) else {
                     self.error = Some((
                         label.clone(),
                         format!(
@@ -446,21 +406,7 @@ impl Walk<'_> {
                     let shifted = DateValue::parse(&text)
                         .and_then(|d| d.shifted(days))
                         .ok_or_else(|| format!("{path} is not a date"))?;
-                    // A date fits on the stack; the string's own buffer then takes it back.
-                    let mut short = ArrayString::<64>::new();
-                    let rendered = match shifted.render_to(&mut short) {
-                        Ok(()) => None,
-                        Err(_) => Some(shifted.render()),
-                    };
-                    drop(text);
-                    match (rendered, s) {
-                        (None, Value::String(st)) => {
-                            st.clear();
-                            st.push_str(&short);
-                        }
-                        (None, other) => *other = Value::String(short.to_string()),
-                        (Some(long), other) => *other = Value::String(long),
-                    }
+                    *s = Value::String(shifted.render());
                     Ok(())
                 })
             }
@@ -554,6 +500,13 @@ impl Walk<'_> {
     fn object(&mut self, m: &mut impl Object, path: &mut String) {
         let base = path.len();
         m.retain_fields(&mut |k, v| {
+            // A top-level field's name is its path: when a rule decides it (every field of a
+            // flat record), no path is built.
+            if base == 0
+                && let Some(&rule) = self.step.decided.get(k)
+            {
+                return self.apply(rule, k, v);
+            }
             if base > 0 {
                 path.push('.');
             }
@@ -602,41 +555,31 @@ impl RecordStep for Deidentify {
     }
 
     fn apply(&self, rec: &mut Record) -> Outcome {
-        // dateShift reads patient ids before any rule can hash or remove them.
-        let mut days = ShiftDays::default();
-        for &i in &self.shifts {
-            if let Some((
-                _,
+        // dateShift reads patient ids before any rule can hash or remove them; the offsets
+        // are in the rules' order, which is their ordinals.
+        let days: Vec<Option<i64>> = self
+            .actions
+            .iter()
+            .filter_map(|(_, a)| match a {
                 Action::DateShift {
                     h,
                     max_days,
                     patient_field,
                     ..
-                },
-            )) = self.actions.get(i)
-            {
-                let patient = record::get(rec, patient_field).and_then(patient_key);
-                days.push(patient.map(|p| h.offset(p.as_bytes(), *max_days)));
-            }
-        }
+                } => Some(
+                    record::get(rec, patient_field)
+                        .and_then(patient_key)
+                        .map(|p| h.offset(p.as_bytes(), *max_days)),
+                ),
+                _ => None,
+            })
+            .collect();
         let mut walk = Walk {
             step: self,
             days: &days,
             error: None,
         };
-        // The path buffer is the thread's own, reused: one allocation fewer per record. A
-        // top-level field that a rule decides (every field of a flat record) needs no path
-        // built: its name is its path.
-        let mut path = PATH.try_with(Cell::take).unwrap_or_default();
-        rec.retain_fields(&mut |k, v| match self.decided.get(k) {
-            Some(&rule) => walk.apply(rule, k, v),
-            None => {
-                path.clear();
-                path.push_str(k);
-                walk.node(v, &mut path)
-            }
-        });
-        let _ = PATH.try_with(|p| p.set(path));
+        walk.object(rec, &mut String::new());
         match walk.error {
             None => Outcome::Keep,
             Some((rule, reason)) => Outcome::Quarantine { rule, reason },
