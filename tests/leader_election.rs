@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -20,6 +21,10 @@ struct Replica {
 }
 
 fn start_replica(c: &Cluster, id: &str) -> Replica {
+    start_replica_with(c, id, LEASE, Duration::from_secs(1))
+}
+
+fn start_replica_with(c: &Cluster, id: &str, duration: Duration, grace: Duration) -> Replica {
     let mut config = c.sim.kube_config();
     config.headers.push(user_agent(id));
     let client = kube::Client::try_from(config).unwrap();
@@ -28,8 +33,8 @@ fn start_replica(c: &Cluster, id: &str) -> Replica {
         namespace: "medplat-system".into(),
         name: "medplat-operator".into(),
         identity: id.into(),
-        duration: LEASE,
-        grace: Duration::from_secs(1),
+        duration,
+        grace,
     };
     let never = futures::future::pending::<()>().boxed().shared();
     let task = tokio::spawn(async move {
@@ -201,6 +206,63 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() {
         changed.join("\n")
     );
     follower.task.abort();
+}
+
+/// Under a flaky API server a replica retries a failed creation of the Lease instead of ending,
+/// and a leader keeps its term through failed renewals as long as a retry gets through in time,
+/// instead of handing over (and making the next leader reconcile every parent) on the second
+/// error.
+#[tokio::test]
+async fn a_leader_rides_out_failed_lease_requests() {
+    let c = Cluster::start(Cluster::default_nodes()).await;
+    c.apply_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: medplat-system}")
+        .await;
+    c.sim.faults().fail_next(2, "create", "leases", 500);
+    // The installed ratio of grace to duration (one third).
+    let a = start_replica_with(
+        &c,
+        "replica-a",
+        Duration::from_secs(6),
+        Duration::from_secs(2),
+    );
+    eventually(Duration::from_secs(10), "a leader", || async {
+        (holder(&c).await.as_deref() == Some("replica-a")).then_some(())
+    })
+    .await;
+    assert!(c.sim.faults().rules().is_empty());
+    // The next two renewals fail, as a flapping API server would answer them.
+    c.sim.faults().fail_next(2, "patch", "leases", 500);
+    let failed_by = Instant::now() + Duration::from_secs(12);
+    while !c.sim.faults().rules().is_empty() && Instant::now() < failed_by {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        c.sim.faults().rules().is_empty(),
+        "the leader never tried to renew"
+    );
+    // Past the next renewal too, so the term must have been extended after the failures.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        !a.task.is_finished(),
+        "the leader stopped leading after two failed renewals"
+    );
+    let lease = c
+        .get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            Some("medplat-system"),
+            "medplat-operator",
+        )
+        .await
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "replica-a");
+    let renewed = jiff::Timestamp::from_str(lease["spec"]["renewTime"].as_str().unwrap()).unwrap();
+    let age = jiff::Timestamp::now().duration_since(renewed);
+    assert!(
+        age < jiff::SignedDuration::from_secs(6),
+        "the Lease was last renewed {age:?} ago"
+    );
+    a.task.abort();
 }
 
 fn strip_volatile(v: &Value) -> Value {

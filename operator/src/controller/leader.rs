@@ -20,7 +20,8 @@ use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 /// Errors of leader election.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
-    /// The Lease could not be created, read or renewed.
+    /// The Lease could not be released at shutdown (failures to read, create or renew it are
+    /// retried while they may be).
     #[error("lease {namespace}/{name}: {source}")]
     Lease {
         /// The Lease's namespace.
@@ -81,6 +82,12 @@ fn safe_term(config: &LeaderConfig) -> Duration {
 /// How often the leader reads the Lease to confirm its renewals: four times per grace.
 fn check_period(config: &LeaderConfig) -> Duration {
     (config.grace / 4).max(Duration::from_millis(100))
+}
+
+/// How long the leader waits after a failed renewal before it tries again: eight times per
+/// grace, so a few retries fit in the three quarters of the grace the term guard allows.
+fn renew_retry(config: &LeaderConfig) -> Duration {
+    (config.grace / 8).max(Duration::from_millis(100))
 }
 
 /// What `lease` says about this replica's term, measured from its `renewTime` on this
@@ -162,16 +169,29 @@ where
         name: config.name.clone(),
         source,
     };
-    let client_for_checks = client.clone();
-    let manager: LeaseManager = LeaseManagerBuilder::new(client, &config.name)
-        .with_namespace(&config.namespace)
-        .with_identity(&config.identity)
-        .with_duration(config.duration.as_secs().max(2))
-        .with_grace(config.grace.as_secs().max(1))
-        .with_field_manager(format!("medplat-leader-{}", config.identity))
-        .build()
-        .await
-        .map_err(lease_err)?;
+    // Building the manager reads the Lease and creates it when missing. A follower writes
+    // nothing else, so a failure here (a flapping API server at start-up) is retried after a
+    // pause like any other follower request, instead of ending the process.
+    let manager: LeaseManager = loop {
+        let built = LeaseManagerBuilder::new(client.clone(), &config.name)
+            .with_namespace(&config.namespace)
+            .with_identity(&config.identity)
+            .with_duration(config.duration.as_secs().max(2))
+            .with_grace(config.grace.as_secs().max(1))
+            .with_field_manager(format!("medplat-leader-{}", config.identity))
+            .build()
+            .await;
+        match built {
+            Ok(manager) => break manager,
+            Err(e) => {
+                tracing::warn!(error = %lease_err(e), "could not read or create the lease; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(FOLLOWER_RETRY) => {}
+                    _ = shutdown.clone() => return Ok(LeaderOutcome::NeverLed),
+                }
+            }
+        }
+    };
 
     // Follower: wait until the Lease is ours, or shutdown. A follower writes nothing, so a
     // failed read or acquisition (a flapping API server) is retried after a pause rather than
@@ -197,17 +217,26 @@ where
     tracing::info!(lease = %format!("{}/{}", config.namespace, config.name), identity = %config.identity, "became leader");
 
     // Leader: run the controllers while renewing; losing the Lease stops them at once.
-    let leases: Api<Lease> = Api::namespaced(client_for_checks, &config.namespace);
+    let leases: Api<Lease> = Api::namespaced(client, &config.namespace);
     // Pinned once, so its Lease reads are never cancelled by the other branches, and the
     // manager's renewals are never cancelled by it: it only ever completes to end the term.
     let term_guard = guard_term(leases, &config).fuse();
     tokio::pin!(term_guard);
     let controllers = lead(shutdown.clone()).fuse();
     tokio::pin!(controllers);
-    // The manager renews `grace` before expiry; one failed renewal leaves time for a retry,
-    // two within one Lease duration may mean the Lease expired and another replica holds it.
-    let mut last_error: Option<std::time::Instant> = None;
+    // A failed renewal does not end the term: the manager tries again after a pause, for as
+    // long as the term guard has confirmed the term, as client-go retries until its renew
+    // deadline. Giving up on the second error made a leader under a flaky API server (5% of
+    // requests failing in the soak) hand over every minute or so, and every takeover costs the
+    // new leader a reconcile of every parent.
+    let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
+        let renewal = async {
+            if let Some(at) = retry_at {
+                tokio::time::sleep_until(at).await;
+            }
+            manager.changed().await
+        };
         tokio::select! {
             _ = &mut controllers => break,
             () = &mut term_guard => {
@@ -216,7 +245,8 @@ where
                     name: config.name.clone(),
                 });
             }
-            changed = manager.changed() => {
+            changed = renewal => {
+                retry_at = None;
                 match changed {
                     Ok(true) => {}
                     Ok(false) => {
@@ -226,16 +256,9 @@ where
                             name: config.name.clone(),
                         });
                     }
-                    Err(e) if last_error.is_none_or(|t| t.elapsed() >= config.duration) => {
-                        tracing::warn!(error = %e, "lease renewal failed; retrying");
-                        last_error = Some(std::time::Instant::now());
-                    }
                     Err(e) => {
-                        tracing::error!(error = %e, "could not renew the lease before it could expire; stopping controllers");
-                        return Err(LeaderError::Lost {
-                            namespace: config.namespace.clone(),
-                            name: config.name.clone(),
-                        });
+                        tracing::warn!(error = %e, "lease renewal failed; retrying while the term lasts");
+                        retry_at = Some(tokio::time::Instant::now() + renew_retry(&config));
                     }
                 }
             }
