@@ -141,14 +141,8 @@ async fn the_hospital_pipelines_run_where_their_classification_allows() {
     assert_eq!(runs, 1, "a run request was turned into a Job twice");
 
     // A new request makes a new Job.
-    c.api(V, "Pipeline", Some("clinical"))
-        .patch(
-            "research-extract",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"medplat.io/run-requested-at": "2026-11-28T12:00:00Z"}}})),
-        )
-        .await
-        .unwrap();
+    c.request_run("clinical", "research-extract", "2026-11-28T12:00:00Z")
+        .await;
     eventually(T, "a second Job for the new request", || async {
         let list = c
             .api("batch/v1", "Job", Some("clinical"))

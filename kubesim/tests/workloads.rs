@@ -304,6 +304,8 @@ async fn eviction_respects_disruption_budgets_and_outcome_rules_apply() {
             start_after: Duration::from_millis(10),
             finish: (p.pointer("/metadata/labels/short").is_some())
                 .then_some((Duration::from_millis(100), false)),
+            // Longer than a kubelet keeps, and cut inside a two-byte character.
+            termination_message: Some(format!("why{}", "é".repeat(3000))),
         }))
         .tick(Duration::from_millis(20))
         .start()
@@ -334,10 +336,31 @@ async fn eviction_respects_disruption_budgets_and_outcome_rules_apply() {
     let mut short = pod("short", json!({"restartPolicy": "Never"}));
     short.metadata.labels = Some([("short".to_string(), "1".to_string())].into());
     pods.create(&PostParams::default(), &short).await.unwrap();
-    wait(&pods, "short", "Failed by the custom rule", |p| {
+    let failed = wait(&pods, "short", "Failed by the custom rule", |p| {
         p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
     })
     .await;
+    let terminated = failed
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0]
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .clone()
+        .unwrap();
+    let message = terminated.message.unwrap();
+    assert!(message.starts_with("whyé"), "{message:.20}");
+    assert_eq!(
+        message.len(),
+        4095,
+        "cut to the last whole character within 4096 bytes"
+    );
+    assert_eq!(terminated.exit_code, 1);
     pods.evict("short", &Default::default()).await.unwrap();
     assert!(pods.get_opt("short").await.unwrap().is_none());
     sim.shutdown().await;

@@ -54,8 +54,22 @@ pub fn test_settings() -> Settings {
 impl Cluster {
     /// Starts kubesim with `nodes` and installs the CRDs and the `clinical` namespace.
     pub async fn start(nodes: Vec<kubesim::NodeSpec>) -> Cluster {
+        Cluster::start_with_outcome(nodes, kubesim::PodOutcome::default()).await
+    }
+
+    /// As [`Cluster::start`], with `outcome` deciding how pods end (kubesim runs no
+    /// containers, so this stands in for what they would do).
+    pub async fn start_with_outcome(
+        nodes: Vec<kubesim::NodeSpec>,
+        outcome: kubesim::PodOutcome,
+    ) -> Cluster {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let sim = kubesim::Sim::builder().nodes(nodes).start().await.unwrap();
+        let sim = kubesim::Sim::builder()
+            .nodes(nodes)
+            .pod_outcome(outcome)
+            .start()
+            .await
+            .unwrap();
         let client = sim.client();
         let c = Cluster { sim, client };
         for crd in medplat::api::all_crds() {
@@ -155,6 +169,21 @@ impl Cluster {
             .await
             .unwrap()
             .map(|o| serde_json::to_value(o).unwrap())
+    }
+
+    /// Asks for a run of Pipeline `namespace/name`, as a user does: by setting the annotation
+    /// `medplat.io/run-requested-at` to `at`.
+    pub async fn request_run(&self, namespace: &str, name: &str, at: &str) {
+        self.api("medplat.io/v1alpha1", "Pipeline", Some(namespace))
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(
+                    serde_json::json!({"metadata": {"annotations": {"medplat.io/run-requested-at": at}}}),
+                ),
+            )
+            .await
+            .unwrap();
     }
 
     /// The Events (`events.k8s.io/v1`) in `namespace`, as JSON.

@@ -39,6 +39,20 @@ fn opts(manager: &str) -> WriteOptions {
     }
 }
 
+/// A termination message as a kubelet reports it: at most 4096 bytes (cut on a character
+/// boundary here, so the status stays valid JSON text).
+fn cut_message(m: &str) -> &str {
+    const MAX: usize = 4096;
+    if m.len() <= MAX {
+        return m;
+    }
+    let mut end = MAX;
+    while !m.is_char_boundary(end) {
+        end -= 1;
+    }
+    &m[..end]
+}
+
 fn condition(
     t: &str,
     status: &str,
@@ -276,7 +290,14 @@ impl Kubelet {
                             .unwrap_or(json!(stamp));
                         let statuses: Vec<Value> = containers
                             .iter()
-                            .map(|c| json!({"name": c["name"], "image": c["image"], "imageID": "", "containerID": format!("kubesim://{}", c["name"].as_str().unwrap_or_default()), "ready": false, "started": false, "restartCount": 0, "state": {"terminated": {"exitCode": code, "reason": reason, "startedAt": started_at, "finishedAt": stamp}}}))
+                            .enumerate()
+                            .map(|(i, c)| {
+                                let mut terminated = json!({"exitCode": code, "reason": reason, "startedAt": started_at, "finishedAt": stamp});
+                                if let (0, Some(m)) = (i, fate.termination_message.as_deref()) {
+                                    terminated["message"] = json!(cut_message(m));
+                                }
+                                json!({"name": c["name"], "image": c["image"], "imageID": "", "containerID": format!("kubesim://{}", c["name"].as_str().unwrap_or_default()), "ready": false, "started": false, "restartCount": 0, "state": {"terminated": terminated}})
+                            })
                             .collect();
                         let status = json!({
                             "phase": phase,

@@ -6,12 +6,15 @@ use std::time::Duration;
 use serde_json::Value;
 
 /// What happens to one pod once it is bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodFate {
     /// Time from binding to Running.
     pub start_after: Duration,
     /// Time from Running to the end, and whether it succeeds; `None` runs forever.
     pub finish: Option<(Duration, bool)>,
+    /// What the first container leaves in its `terminationMessagePath` when it ends, which the
+    /// kubelet reports as `state.terminated.message` (cut to 4096 bytes, as a kubelet does).
+    pub termination_message: Option<String>,
 }
 
 /// The rule deciding each pod's fate. The default: pods owned by a Job succeed one second
@@ -36,6 +39,7 @@ impl Default for PodOutcome {
             PodFate {
                 start_after: Duration::from_millis(200),
                 finish: owned_by_job.then_some((Duration::from_secs(1), true)),
+                termination_message: None,
             }
         })
     }
@@ -52,6 +56,7 @@ impl PodOutcome {
         PodOutcome::new(move |_| PodFate {
             start_after: Duration::from_millis(100),
             finish: Some((run, succeed)),
+            termination_message: None,
         })
     }
 
