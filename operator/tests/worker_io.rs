@@ -3,7 +3,8 @@
 //! mid-stream, TLS), `mysql.rs` (the same against MariaDB, typed columns, a binary column,
 //! TLS), `fhir_rest.rs` (a FHIR REST server with paging, in-test), `mllp.rs` (the HL7 v2 MLLP
 //! listener: ACKs, garbage, half-open connections, over-long and truncated frames) and
-//! `object_store.rs` (files on an object-store tier, a real S3 endpoint, signed requests).
+//! `object_store.rs` (files on an object-store tier, a real S3 endpoint, signed requests,
+//! HTTPS).
 //! This file holds what they share: running a pipeline, writing its manifests and Secrets,
 //! reading its output, and finding the services `scripts/lib/with-services.sh` started.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -71,9 +71,15 @@ s3s_port=$((s3_port + 1))
 while [[ $s3s_port -eq $pg_port ]]; do s3s_port=$((s3s_port + 1)); done
 python3 -m moto.server -H 127.0.0.1 -p "$s3s_port" >"$pg_dir/moto-signed.log" 2>&1 &
 s3s_pid=$!
+# A third moto that speaks only HTTPS, with the throw-away CA's certificate for "localhost".
+s3t_port=$((s3s_port + 1))
+while [[ $s3t_port -eq $pg_port ]]; do s3t_port=$((s3t_port + 1)); done
+python3 -m moto.server -H 127.0.0.1 -p "$s3t_port" -c "$tls/server.crt" -k "$tls/server.key" \
+  >"$pg_dir/moto-tls.log" 2>&1 &
+s3t_pid=$!
 my_pid=
 cleanup() {
-  kill "$s3_pid" "$s3s_pid" >/dev/null 2>&1 || true
+  kill "$s3_pid" "$s3s_pid" "$s3t_pid" >/dev/null 2>&1 || true
   # mariadbd is this shell's child: wait for its shutdown so rm -rf does not race it.
   if [[ -n $my_pid ]]; then kill "$my_pid" >/dev/null 2>&1 && wait "$my_pid" 2>/dev/null || true; fi
   run_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
@@ -87,7 +93,7 @@ my_bin=$(command -v mariadbd || echo /usr/sbin/mariadbd)
 my_dir="$pg_dir/mysql"
 my_sock="$my_dir/sock"
 my_port=$((20000 + RANDOM % 20000))
-while [[ $my_port -eq $pg_port || $my_port -eq $s3_port || $my_port -eq $s3s_port ]]; do
+while [[ $my_port -eq $pg_port || $my_port -eq $s3_port || $my_port -eq $s3s_port || $my_port -eq $s3t_port ]]; do
   my_port=$((20000 + RANDOM % 20000))
 done
 my_user=$(id -un)
@@ -124,7 +130,7 @@ mariadb --no-defaults --socket="$my_sock" -u root -e "
   CREATE USER 'medplat'@'localhost' IDENTIFIED BY 'medplat-test-password';
   GRANT ALL ON *.* TO 'medplat'@'localhost';"
 
-for port in "$s3_port" "$s3s_port"; do
+for port in "$s3_port" "$s3s_port" "$s3t_port"; do
   for _ in $(seq 100); do
     python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break
     sleep 0.1
@@ -142,6 +148,8 @@ export MEDPLAT_TEST_MYSQL_URL="mysql://medplat:medplat-test-password@127.0.0.1:$
 export MEDPLAT_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
 # Bucket medplat-signed, readable and writable only with this key pair, correctly signed.
 export MEDPLAT_TEST_S3_SIGNED="http://127.0.0.1:$s3s_port ${s3s_key[0]} ${s3s_key[1]}"
+# HTTPS only, with a certificate MEDPLAT_TEST_PG_CA signed for the name "localhost".
+export MEDPLAT_TEST_S3_TLS="https://localhost:$s3t_port"
 # Tests that need a real tool fail instead of skipping when this is set.
 export MEDPLAT_REQUIRE_REAL_TOOLS=1
 "$@"

@@ -270,7 +270,19 @@ const ECHOED_ELEMENTS: [&str; 6] = [
 /// An object store's error as text for run errors, summaries and Events, with what S3 echoes
 /// of the credentials cut out (the message carries the response body).
 pub fn object_error_text(e: &object_store::Error) -> String {
-    scrub_echoed_credentials(&e.to_string())
+    let mut text = e.to_string();
+    // object_store's own message stops at "error sending request": why (a refused connection,
+    // an untrusted certificate) is further down the chain of sources.
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = c.source();
+    }
+    scrub_echoed_credentials(&text)
 }
 
 fn scrub_echoed_credentials(text: &str) -> String {
@@ -481,5 +493,31 @@ mod tests {
             "x <AWSAccessKeyId><redacted>"
         );
         assert_eq!(scrub_echoed_credentials("no body"), "no body");
+    }
+
+    #[test]
+    fn an_object_store_error_names_its_cause() {
+        #[derive(Debug)]
+        struct Sending(std::io::Error);
+        impl std::fmt::Display for Sending {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("error sending request")
+            }
+        }
+        impl std::error::Error for Sending {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(Sending(std::io::Error::other(
+                "invalid peer certificate: UnknownIssuer",
+            ))),
+        };
+        assert_eq!(
+            object_error_text(&e),
+            "Generic S3 error: error sending request: invalid peer certificate: UnknownIssuer"
+        );
     }
 }

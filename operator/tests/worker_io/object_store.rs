@@ -1,6 +1,7 @@
 //! The `files` connector and the sink on object-store tiers: CSV, HL7 v2 and FHIR NDJSON read
 //! from an in-memory store, a round trip through a real S3 endpoint (moto, started by
-//! `scripts/lib/with-services.sh`), and requests signed with the Secret's keys.
+//! `scripts/lib/with-services.sh`), requests signed with the Secret's keys, and an HTTPS-only
+//! endpoint whose certificate the worker binary must trust.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -373,5 +374,125 @@ fn worker_signs_s3_requests_with_the_secrets_keys_and_a_wrong_key_fails_before_a
             );
         }
         assert_eq!(objects(), before);
+    }
+}
+
+/// The HTTPS moto (a certificate for `localhost` from the throw-away CA) and that CA's file.
+fn tls_s3() -> Option<(String, String)> {
+    let endpoint = service_env("MEDPLAT_TEST_S3_TLS", "S3 over TLS")?;
+    let ca = service_env("MEDPLAT_TEST_PG_CA", "S3 over TLS")?;
+    Some((endpoint, ca))
+}
+
+/// `medplat worker run` on the `to-lake` pipeline of [`s3_manifests`] under `d`, with
+/// `SSL_CERT_FILE` set to `trust` (or the system's trust store when `None`).
+fn worker_binary(d: &Path, trust: Option<&str>) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_medplat"));
+    cmd.args(["worker", "run", "--manifests"])
+        .arg(d.join("manifests"))
+        .args(["--pipeline", "to-lake", "--namespace", "t", "--local-root"])
+        .arg(d.join("data"))
+        .arg("--secrets")
+        .arg(d.join("secrets"))
+        .arg("--termination-log")
+        .arg(d.join("termination-log"))
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR");
+    if let Some(file) = trust {
+        cmd.env("SSL_CERT_FILE", file);
+    }
+    cmd.output().unwrap()
+}
+
+/// Against an S3 endpoint that speaks only HTTPS, the worker binary verifies the store's
+/// certificate like any TLS client (rustls, the platform's trust store): it writes the dataset
+/// when the issuing CA is trusted, and fails without committing anything when it is not.
+#[test]
+fn worker_writes_to_an_https_s3_endpoint_only_when_it_trusts_the_certificate() {
+    let Some((endpoint, ca)) = tls_s3() else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = runtime();
+    let pem = std::fs::read(&ca).unwrap();
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    secret(d, "lake-keys", "id", "dev-only-key-id");
+    secret(d, "lake-keys", "secret", "dev-only-secret-key");
+    std::fs::create_dir_all(d.join("data/raw/in")).unwrap();
+    std::fs::write(
+        d.join("data/raw/in/a.csv"),
+        "specimen,patient\nS1,患者1\nS2,患者2\n",
+    )
+    .unwrap();
+    // What a reader of the bucket sees: the committed run manifest, if any.
+    let current = |bucket: &str| {
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&endpoint)
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_access_key_id("dev-only-key-id")
+            .with_secret_access_key("dev-only-secret-key")
+            .with_client_options(
+                object_store::ClientOptions::new()
+                    .with_root_certificate(object_store::Certificate::from_pem(&pem).unwrap()),
+            )
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use object_store::ObjectStoreExt;
+            match store.get(&"lab/_CURRENT".into()).await {
+                Ok(got) => Some(
+                    serde_json::from_slice::<serde_json::Value>(&got.bytes().await.unwrap())
+                        .unwrap(),
+                ),
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(e) => panic!("reading {bucket}/lab/_CURRENT: {e}"),
+            }
+        })
+    };
+
+    for (bucket, trust) in [
+        ("medplat-untrusted", None),
+        ("medplat-trusted", Some(ca.as_str())),
+    ] {
+        // moto keeps no accounts: any key pair is accepted, and a PUT makes the bucket.
+        let created = rt
+            .block_on(trusting.put(format!("{endpoint}/{bucket}")).send())
+            .unwrap();
+        assert!(created.status().is_success(), "{:?}", created.status());
+        std::fs::create_dir_all(d.join("manifests")).unwrap();
+        std::fs::write(
+            d.join("manifests/all.yaml"),
+            s3_manifests(&endpoint, bucket, "unused"),
+        )
+        .unwrap();
+        let out = worker_binary(d, trust);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let committed = current(bucket);
+        if trust.is_some() {
+            assert!(out.status.success(), "{stderr}");
+            let manifest = committed.expect("the run committed no _CURRENT");
+            assert_eq!(manifest["counts"]["recordsOut"], 2, "{manifest}");
+        } else {
+            assert!(
+                !out.status.success(),
+                "an untrusted certificate was accepted"
+            );
+            // The run's own account (the termination message the operator reads), not a
+            // library's log line, says what was wrong.
+            let summary: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(d.join("termination-log")).unwrap()).unwrap();
+            let message = summary["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("invalid peer certificate"),
+                "the failure does not say what was wrong: {message}"
+            );
+            assert_eq!(committed, None, "a failed run committed");
+        }
     }
 }
