@@ -8,6 +8,7 @@ pub mod api;
 pub mod check;
 pub mod cli;
 pub mod controller;
+pub mod error_text;
 pub mod install;
 pub mod manifests;
 pub mod node_agent;

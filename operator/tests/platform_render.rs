@@ -41,6 +41,9 @@ fn volume_tier(retention_days: u32) -> StorageTierSpec {
     }
 }
 
+/// The private CA of the archive's store (a placeholder body: rendering does not parse it).
+const ARCHIVE_CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
 fn object_tier() -> StorageTierSpec {
     StorageTierSpec {
         backend: TierBackend {
@@ -58,6 +61,7 @@ fn object_tier() -> StorageTierSpec {
                     key: "secret".into(),
                 },
                 server_side_encryption: true,
+                ca_bundle: Some(ARCHIVE_CA.into()),
             }),
         },
         ..volume_tier(3650)
@@ -208,6 +212,9 @@ fn each_sink_kind_renders_its_vector_type() {
     );
     assert!(c.tier_volumes.contains_key("audit"));
     assert!(!c.tier_volumes.contains_key("archive"));
+    // The store's private CA goes inline, as Vector accepts it; the volume tier has none.
+    assert_eq!(s3["tls"]["ca_file"], ARCHIVE_CA);
+    assert!(agg[AUDIT_TIER_SINK].get("tls").is_none());
 }
 
 #[test]

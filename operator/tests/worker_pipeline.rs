@@ -620,6 +620,7 @@ fn worker_commits_to_an_object_store_with_a_pointer_written_last() {
         region: None,
         access_key_id_file: "/nonexistent".into(),
         secret_access_key_file: "/nonexistent".into(),
+        ca_bundle: None,
     };
     for backend in ["memory", "local"] {
         let local_dir = tempfile::tempdir().unwrap();

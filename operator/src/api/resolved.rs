@@ -117,6 +117,9 @@ pub enum TierLocation {
         access_key_id_file: String,
         /// The file holding the secret access key.
         secret_access_key_file: String,
+        /// PEM certificates of a private CA to trust for the endpoint, besides the system's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ca_bundle: Option<String>,
     },
 }
 
@@ -286,6 +289,7 @@ impl ResolvedPipeline {
                             mounts.secret_dir(&os.secret_access_key.name),
                             os.secret_access_key.key
                         ),
+                        ca_bundle: os.ca_bundle.clone(),
                     }
                 }
                 None => TierLocation::Volume {

@@ -155,6 +155,45 @@ pub struct ObjectStoreBackend {
     /// Required for `encryption: required`.
     #[serde(default)]
     pub server_side_encryption: bool,
+    /// PEM certificates of the certificate authorities that sign the endpoint's TLS
+    /// certificate, for a store behind a private CA (an in-cluster MinIO, the hospital's PKI).
+    /// The operator's probe, the workers and the log aggregator trust them as well as the
+    /// system's roots. Certificates are public: never put a private key here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 65536),
+        regex(pattern = r"-----BEGIN CERTIFICATE-----")
+    )]
+    pub ca_bundle: Option<String>,
+}
+
+impl ObjectStoreBackend {
+    /// The certificates of `caBundle`: see [`ca_certificates`].
+    pub fn ca_certificates(&self) -> Result<Vec<Vec<u8>>, String> {
+        ca_certificates(self.ca_bundle.as_deref())
+    }
+}
+
+/// The certificates of a tier's `caBundle` in DER, each checked to be one rustls can trust as
+/// a root; empty when there is no bundle. The error says which certificate is wrong.
+pub fn ca_certificates(ca_bundle: Option<&str>) -> Result<Vec<Vec<u8>>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let Some(pem) = ca_bundle else {
+        return Ok(Vec::new());
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let mut certs = Vec::new();
+    for (i, cert) in CertificateDer::pem_slice_iter(pem.as_bytes()).enumerate() {
+        let bad = |e: String| format!("caBundle certificate {}: {e}", i + 1);
+        let cert = cert.map_err(|e| bad(e.to_string()))?;
+        roots.add(cert.clone()).map_err(|e| bad(e.to_string()))?;
+        certs.push(cert.to_vec());
+    }
+    if certs.is_empty() {
+        return Err("caBundle holds no PEM certificate".into());
+    }
+    Ok(certs)
 }
 
 /// The observed state of a StorageTier.
@@ -170,4 +209,31 @@ pub struct StorageTierStatus {
     /// The volume claims medplat made for this tier, as `namespace/name`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volume_claims: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_bundle_is_checked_certificate_by_certificate() {
+        assert_eq!(ca_certificates(None), Ok(Vec::new()));
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let good = ca.pem();
+        let two = format!("{good}{good}");
+        assert_eq!(ca_certificates(Some(&two)).unwrap().len(), 2);
+        assert_eq!(ca_certificates(Some(&good)).unwrap()[0], ca.der().to_vec());
+
+        let garbage = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n";
+        let err = ca_certificates(Some(&format!("{good}{garbage}"))).unwrap_err();
+        assert!(err.starts_with("caBundle certificate 2: "), "{err}");
+        assert_eq!(
+            ca_certificates(Some("no PEM here")).unwrap_err(),
+            "caBundle holds no PEM certificate"
+        );
+    }
 }

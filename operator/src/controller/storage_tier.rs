@@ -5,6 +5,7 @@
 //! controllers of the namespaces that use it, and under `Retain` nothing owns them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -19,7 +20,10 @@ use super::error::{Error, Result};
 use super::invalid::report_invalid;
 use super::status::{Outcome, conditions_for};
 use crate::api::conditions::BACKEND_VERIFIED;
-use crate::api::storage_tier::{Encryption, StorageTier, StorageTierStatus, TierBackend};
+use crate::api::storage_tier::{
+    Encryption, ObjectStoreBackend, StorageTier, StorageTierStatus, TierBackend,
+};
+use crate::error_text::with_causes;
 use crate::render::tier_claim::TIER_LABEL;
 
 /// The controller's name, in metrics and its field manager.
@@ -90,29 +94,49 @@ pub fn verify_volume(
     }
 }
 
-async fn verify_object_store(
-    ctx: &Context,
-    endpoint: &str,
-    sse: bool,
+/// Verifies an object-store backend: encryption as the tier requires, then any HTTP answer
+/// from the endpoint over a connection that trusts the system's roots and the tier's
+/// `caBundle`.
+pub async fn verify_object_store(
+    backend: &ObjectStoreBackend,
     encryption: Encryption,
+    timeout: Duration,
 ) -> Verification {
-    if encryption == Encryption::Required && !sse {
+    let endpoint = &backend.endpoint;
+    if encryption == Encryption::Required && !backend.server_side_encryption {
         return Verification {
             verified: false,
             reason: "ObjectStoreNotEncrypted",
             message: "the tier requires encryption but spec.backend.objectStore.serverSideEncryption is false".into(),
         };
     }
-    let client = match reqwest::Client::builder()
-        .timeout(ctx.settings.probe_timeout)
-        .build()
-    {
+    let mut builder = reqwest::Client::builder().timeout(timeout);
+    let certs = backend.ca_certificates().and_then(|ders| {
+        ders.iter()
+            .map(|der| reqwest::Certificate::from_der(der).map_err(|e| with_causes(&e)))
+            .collect::<Result<Vec<_>, String>>()
+    });
+    match certs {
+        Ok(certs) => {
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        Err(e) => {
+            return Verification {
+                verified: false,
+                reason: "InvalidCABundle",
+                message: format!("spec.backend.objectStore.{e}"),
+            };
+        }
+    }
+    let client = match builder.build() {
         Ok(c) => c,
         Err(e) => {
             return Verification {
                 verified: false,
                 reason: "ProbeFailed",
-                message: format!("cannot build an HTTP client: {e}"),
+                message: format!("cannot build an HTTP client: {}", with_causes(&e)),
             };
         }
     };
@@ -126,7 +150,7 @@ async fn verify_object_store(
         Err(e) => Verification {
             verified: false,
             reason: "ObjectStoreUnreachable",
-            message: format!("{endpoint} did not answer: {e}"),
+            message: format!("{endpoint} did not answer: {}", with_causes(&e)),
         },
     }
 }
@@ -160,15 +184,7 @@ pub async fn reconcile(
         TierBackend {
             volume: None,
             object_store: Some(o),
-        } => {
-            verify_object_store(
-                &ctx,
-                &o.endpoint,
-                o.server_side_encryption,
-                tier.spec.encryption,
-            )
-            .await
-        }
+        } => verify_object_store(o, tier.spec.encryption, ctx.settings.probe_timeout).await,
         _ => Verification {
             verified: false,
             reason: "InvalidBackend",

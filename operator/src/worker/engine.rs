@@ -276,6 +276,7 @@ fn tier_object_store(
         region,
         access_key_id_file,
         secret_access_key_file,
+        ca_bundle,
     } = location
     else {
         return Err(RunError::Document(
@@ -287,18 +288,30 @@ fn tier_object_store(
     }
     let key = SecretStore::read_file(access_key_id_file)?;
     let secret = SecretStore::read_file(secret_access_key_file)?;
+    let store_err = |message: String| StoreError::Object {
+        location: format!("{endpoint}/{bucket}"),
+        message,
+    };
+    // One ClientOptions for everything the client needs: a later `with_client_options` would
+    // replace settings such as allow-http made on the builder.
+    let mut client =
+        object_store::ClientOptions::new().with_allow_http(endpoint.starts_with("http://"));
+    for der in crate::api::storage_tier::ca_certificates(ca_bundle.as_deref())
+        .map_err(|e| store_err(format!("the tier's {e}")))?
+    {
+        let cert = object_store::Certificate::from_der(&der)
+            .map_err(|e| store_err(format!("the tier's caBundle: {e}")))?;
+        client = client.with_root_certificate(cert);
+    }
     let s3 = object_store::aws::AmazonS3Builder::new()
         .with_endpoint(endpoint)
         .with_bucket_name(bucket)
         .with_region(region.clone().unwrap_or_else(|| "us-east-1".into()))
         .with_access_key_id(key.expose_text()?)
         .with_secret_access_key(secret.expose_text()?)
-        .with_allow_http(endpoint.starts_with("http://"))
+        .with_client_options(client)
         .build()
-        .map_err(|e| StoreError::Object {
-            location: format!("{endpoint}/{bucket}"),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| store_err(e.to_string()))?;
     Ok(Arc::new(s3))
 }
 

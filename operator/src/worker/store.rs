@@ -270,19 +270,7 @@ const ECHOED_ELEMENTS: [&str; 6] = [
 /// An object store's error as text for run errors, summaries and Events, with what S3 echoes
 /// of the credentials cut out (the message carries the response body).
 pub fn object_error_text(e: &object_store::Error) -> String {
-    let mut text = e.to_string();
-    // object_store's own message stops at "error sending request": why (a refused connection,
-    // an untrusted certificate) is further down the chain of sources.
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        let part = c.to_string();
-        if !part.is_empty() && !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        cause = c.source();
-    }
-    scrub_echoed_credentials(&text)
+    scrub_echoed_credentials(&crate::error_text::with_causes(e))
 }
 
 fn scrub_echoed_credentials(text: &str) -> String {

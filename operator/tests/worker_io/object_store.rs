@@ -108,6 +108,19 @@ fn s3_endpoint() -> Option<String> {
 /// DataSource `back` on what a pipeline wrote to `lake`, and pipelines `to-lake` (raw → lake
 /// dataset `lab`) and `from-lake` (lake → out dataset `data`).
 fn s3_manifests(endpoint: &str, bucket: &str, back_path: &str) -> String {
+    s3_manifests_trusting(endpoint, bucket, back_path, None)
+}
+
+/// [`s3_manifests`], with the `lake` tier's `caBundle` set to `ca_bundle`.
+fn s3_manifests_trusting(
+    endpoint: &str,
+    bucket: &str,
+    back_path: &str,
+    ca_bundle: Option<&str>,
+) -> String {
+    let ca = ca_bundle
+        .map(|pem| format!(", caBundle: {}", serde_json::to_string(pem).unwrap()))
+        .unwrap_or_default();
     let volume = "backend: {volume: {storageClassName: s, size: 1Gi}}";
     let grants = |p: &str, src: &str, sink: &str| {
         format!(
@@ -135,7 +148,7 @@ fn s3_manifests(endpoint: &str, bucket: &str, back_path: &str) -> String {
         tier(
             "lake",
             &format!(
-                "backend: {{objectStore: {{endpoint: \"{endpoint}\", bucket: {bucket}, accessKeyId: {{name: lake-keys, key: id}}, secretAccessKey: {{name: lake-keys, key: secret}}, serverSideEncryption: true}}}}"
+                "backend: {{objectStore: {{endpoint: \"{endpoint}\", bucket: {bucket}, accessKeyId: {{name: lake-keys, key: id}}, secretAccessKey: {{name: lake-keys, key: secret}}, serverSideEncryption: true{ca}}}}}"
             ),
         ),
         source(
@@ -405,8 +418,9 @@ fn worker_binary(d: &Path, trust: Option<&str>) -> std::process::Output {
 }
 
 /// Against an S3 endpoint that speaks only HTTPS, the worker binary verifies the store's
-/// certificate like any TLS client (rustls, the platform's trust store): it writes the dataset
-/// when the issuing CA is trusted, and fails without committing anything when it is not.
+/// certificate (rustls): it writes the dataset when the issuing CA is trusted, through the
+/// platform's trust store or the tier's `caBundle`, and fails without committing anything
+/// when it is not.
 #[test]
 fn worker_writes_to_an_https_s3_endpoint_only_when_it_trusts_the_certificate() {
     let Some((endpoint, ca)) = tls_s3() else {
@@ -456,9 +470,11 @@ fn worker_writes_to_an_https_s3_endpoint_only_when_it_trusts_the_certificate() {
         })
     };
 
-    for (bucket, trust) in [
-        ("medplat-untrusted", None),
-        ("medplat-trusted", Some(ca.as_str())),
+    let ca_pem = String::from_utf8(pem.clone()).unwrap();
+    for (bucket, trust, ca_bundle) in [
+        ("medplat-untrusted", None, None),
+        ("medplat-system-trust", Some(ca.as_str()), None),
+        ("medplat-tier-trust", None, Some(ca_pem.as_str())),
     ] {
         // moto keeps no accounts: any key pair is accepted, and a PUT makes the bucket.
         let created = rt
@@ -468,14 +484,14 @@ fn worker_writes_to_an_https_s3_endpoint_only_when_it_trusts_the_certificate() {
         std::fs::create_dir_all(d.join("manifests")).unwrap();
         std::fs::write(
             d.join("manifests/all.yaml"),
-            s3_manifests(&endpoint, bucket, "unused"),
+            s3_manifests_trusting(&endpoint, bucket, "unused", ca_bundle),
         )
         .unwrap();
         let out = worker_binary(d, trust);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let committed = current(bucket);
-        if trust.is_some() {
-            assert!(out.status.success(), "{stderr}");
+        if trust.is_some() || ca_bundle.is_some() {
+            assert!(out.status.success(), "{bucket}: {stderr}");
             let manifest = committed.expect("the run committed no _CURRENT");
             assert_eq!(manifest["counts"]["recordsOut"], 2, "{manifest}");
         } else {
@@ -495,4 +511,58 @@ fn worker_writes_to_an_https_s3_endpoint_only_when_it_trusts_the_certificate() {
             assert_eq!(committed, None, "a failed run committed");
         }
     }
+}
+
+/// The StorageTier probe over HTTPS: the endpoint is verified only when its certificate's CA
+/// is trusted (here through `caBundle`), says why when it is not, and a `caBundle` that is no
+/// certificate stalls the tier naming the field.
+#[test]
+fn the_storage_tier_probe_trusts_the_tier_ca_bundle() {
+    use medplat::api::storage_tier::{Encryption, ObjectStoreBackend};
+    use medplat::controller::storage_tier::verify_object_store;
+    let Some((endpoint, ca)) = tls_s3() else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let backend = |ca_bundle: Option<String>| -> ObjectStoreBackend {
+        serde_json::from_value(serde_json::json!({
+            "endpoint": endpoint, "bucket": "probe",
+            "accessKeyId": {"name": "k", "key": "id"},
+            "secretAccessKey": {"name": "k", "key": "secret"},
+            "serverSideEncryption": true, "caBundle": ca_bundle,
+        }))
+        .unwrap()
+    };
+    let probe = |b: ObjectStoreBackend| {
+        runtime().block_on(verify_object_store(
+            &b,
+            Encryption::Required,
+            std::time::Duration::from_secs(10),
+        ))
+    };
+    let trusted = probe(backend(Some(std::fs::read_to_string(&ca).unwrap())));
+    assert!(trusted.verified, "{}", trusted.message);
+    assert_eq!(trusted.reason, "ObjectStoreReachable");
+
+    let untrusted = probe(backend(None));
+    assert!(!untrusted.verified);
+    assert_eq!(untrusted.reason, "ObjectStoreUnreachable");
+    assert!(
+        untrusted.message.contains("invalid peer certificate"),
+        "{}",
+        untrusted.message
+    );
+
+    let garbage = probe(backend(Some(
+        "-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n".into(),
+    )));
+    assert!(!garbage.verified);
+    assert_eq!(garbage.reason, "InvalidCABundle");
+    assert!(
+        garbage
+            .message
+            .starts_with("spec.backend.objectStore.caBundle"),
+        "{}",
+        garbage.message
+    );
 }

@@ -256,6 +256,10 @@ fn tier_sink(
         if let Some(region) = &os.region {
             sink["region"] = json!(region);
         }
+        // Vector takes the CA inline as PEM in `ca_file`, so no volume is needed for it.
+        if let Some(pem) = &os.ca_bundle {
+            sink["tls"] = json!({ "ca_file": pem });
+        }
         return Some(sink);
     }
     out.tier_volumes.insert(tier_name.to_string(), tier.clone());
