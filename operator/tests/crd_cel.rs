@@ -99,6 +99,14 @@ fn rules() -> Vec<Rule> {
         r(
             "StorageTier",
             TIER,
+            "/spec/backend",
+            "{objectStore: {endpoint: 'https://s3', bucket: abc, accessKeyId: {name: s, key: a}, secretAccessKey: {name: s, key: b}, caBundle: \"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n-----BEGIN PRIVATE KEY-----\\nMIIE\\n-----END PRIVATE KEY-----\\n\"}}",
+            "{objectStore: {endpoint: 'https://s3', bucket: abc, accessKeyId: {name: s, key: a}, secretAccessKey: {name: s, key: b}, caBundle: \"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n\"}}",
+            "never a private key",
+        ),
+        r(
+            "StorageTier",
+            TIER,
             "/spec/encryption",
             "none",
             "required",

@@ -41,8 +41,15 @@ fn volume_tier(retention_days: u32) -> StorageTierSpec {
     }
 }
 
-/// The private CA of the archive's store (a placeholder body: rendering does not parse it).
-const ARCHIVE_CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+/// The private CA of the archive's store.
+static ARCHIVE_CA: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let key = rcgen::KeyPair::generate().unwrap();
+    rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .self_signed(&key)
+        .unwrap()
+        .pem()
+});
 
 fn object_tier() -> StorageTierSpec {
     StorageTierSpec {
@@ -61,7 +68,7 @@ fn object_tier() -> StorageTierSpec {
                     key: "secret".into(),
                 },
                 server_side_encryption: true,
-                ca_bundle: Some(ARCHIVE_CA.into()),
+                ca_bundle: Some(ARCHIVE_CA.clone()),
             }),
         },
         ..volume_tier(3650)
@@ -213,8 +220,25 @@ fn each_sink_kind_renders_its_vector_type() {
     assert!(c.tier_volumes.contains_key("audit"));
     assert!(!c.tier_volumes.contains_key("archive"));
     // The store's private CA goes inline, as Vector accepts it; the volume tier has none.
-    assert_eq!(s3["tls"]["ca_file"], ARCHIVE_CA);
+    assert_eq!(s3["tls"]["ca_file"], ARCHIVE_CA.as_str());
     assert!(agg[AUDIT_TIER_SINK].get("tls").is_none());
+
+    // A bundle that fails its check (here one with a private key pasted in) is never copied
+    // into the aggregator's configuration.
+    let mut leaky = tiers();
+    if let Some(os) = leaky
+        .get_mut("archive")
+        .and_then(|t| t.backend.object_store.as_mut())
+    {
+        os.ca_bundle = Some(format!(
+            "{}-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+            *ARCHIVE_CA
+        ));
+    }
+    let c = vector::render(&platform_with_sinks(), NS, &leaky);
+    let agg = sinks(&c.aggregator);
+    assert!(agg["audit_sink_archive"].get("tls").is_none());
+    assert!(!c.aggregator.to_string().contains("PRIVATE KEY"));
 }
 
 #[test]

@@ -132,8 +132,9 @@ impl AccessMode {
 }
 
 /// An S3-compatible object store bucket.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.caBundle) || !self.caBundle.contains('PRIVATE KEY')").message("caBundle holds certificates only, never a private key").field_path(".caBundle"))]
 pub struct ObjectStoreBackend {
     /// The endpoint URL, e.g. `https://minio.storage.svc:9000`. Must answer a HEAD request.
     #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
@@ -182,6 +183,11 @@ pub fn ca_certificates(ca_bundle: Option<&str>) -> Result<Vec<Vec<u8>>, String> 
     let Some(pem) = ca_bundle else {
         return Ok(Vec::new());
     };
+    // The schema refuses this at admission; a bundle stored before is refused here too, so it
+    // is never used or copied into rendered configuration.
+    if pem.contains("PRIVATE KEY") {
+        return Err("caBundle holds a private key: it must hold certificates only".into());
+    }
     let mut roots = rustls::RootCertStore::empty();
     let mut certs = Vec::new();
     for (i, cert) in CertificateDer::pem_slice_iter(pem.as_bytes()).enumerate() {
@@ -234,6 +240,12 @@ mod tests {
         assert_eq!(
             ca_certificates(Some("no PEM here")).unwrap_err(),
             "caBundle holds no PEM certificate"
+        );
+        let with_key = format!("{good}{}", key.serialize_pem());
+        assert!(
+            ca_certificates(Some(&with_key))
+                .unwrap_err()
+                .contains("private key")
         );
     }
 }

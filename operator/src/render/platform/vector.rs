@@ -256,8 +256,12 @@ fn tier_sink(
         if let Some(region) = &os.region {
             sink["region"] = json!(region);
         }
-        // Vector takes the CA inline as PEM in `ca_file`, so no volume is needed for it.
-        if let Some(pem) = &os.ca_bundle {
+        // Vector takes the CA inline as PEM in `ca_file`, so no volume is needed for it. A
+        // bundle that fails the check (one holding a private key, say) is not copied here: the
+        // tier is stalled and says why.
+        if let Some(pem) = &os.ca_bundle
+            && os.ca_certificates().is_ok()
+        {
             sink["tls"] = json!({ "ca_file": pem });
         }
         return Some(sink);
