@@ -5,6 +5,7 @@
 
 pub mod access_policy;
 pub mod audit;
+pub mod ca_bundle;
 pub mod classification;
 pub mod conditions;
 pub mod data_source;

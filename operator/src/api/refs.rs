@@ -23,7 +23,9 @@ pub struct SecretKeyRef {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsRef {
-    /// The Secret's name, in the same namespace as the referring object.
+    /// The Secret's name, in the same namespace as the referring object. Its optional key
+    /// `ca.crt` holds the PEM certificates of a private CA that the connection trusts besides
+    /// the public roots (databases with `sslMode: verify-full`, FHIR servers).
     #[schemars(
         length(min = 1, max = 253),
         regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")

@@ -4,6 +4,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::ca_bundle::ca_certificates;
 use super::classification::Level;
 use super::conditions::Condition;
 use super::refs::SecretKeyRef;
@@ -169,37 +170,13 @@ pub struct ObjectStoreBackend {
 }
 
 impl ObjectStoreBackend {
-    /// The certificates of `caBundle`: see [`ca_certificates`].
+    /// The certificates of `caBundle` in DER (none when unset): see [`ca_certificates`].
     pub fn ca_certificates(&self) -> Result<Vec<Vec<u8>>, String> {
-        ca_certificates(self.ca_bundle.as_deref())
+        match &self.ca_bundle {
+            Some(pem) => ca_certificates(pem, "caBundle"),
+            None => Ok(Vec::new()),
+        }
     }
-}
-
-/// The certificates of a tier's `caBundle` in DER, each checked to be one rustls can trust as
-/// a root; empty when there is no bundle. The error says which certificate is wrong.
-pub fn ca_certificates(ca_bundle: Option<&str>) -> Result<Vec<Vec<u8>>, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let Some(pem) = ca_bundle else {
-        return Ok(Vec::new());
-    };
-    // The schema refuses this at admission; a bundle stored before is refused here too, so it
-    // is never used or copied into rendered configuration.
-    if pem.contains("PRIVATE KEY") {
-        return Err("caBundle holds a private key: it must hold certificates only".into());
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    let mut certs = Vec::new();
-    for (i, cert) in CertificateDer::pem_slice_iter(pem.as_bytes()).enumerate() {
-        let bad = |e: String| format!("caBundle certificate {}: {e}", i + 1);
-        let cert = cert.map_err(|e| bad(e.to_string()))?;
-        roots.add(cert.clone()).map_err(|e| bad(e.to_string()))?;
-        certs.push(cert.to_vec());
-    }
-    if certs.is_empty() {
-        return Err("caBundle holds no PEM certificate".into());
-    }
-    Ok(certs)
 }
 
 /// The observed state of a StorageTier.
@@ -215,37 +192,4 @@ pub struct StorageTierStatus {
     /// The volume claims medplat made for this tier, as `namespace/name`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volume_claims: Vec<String>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_ca_bundle_is_checked_certificate_by_certificate() {
-        assert_eq!(ca_certificates(None), Ok(Vec::new()));
-        let key = rcgen::KeyPair::generate().unwrap();
-        let ca = rcgen::CertificateParams::new(Vec::<String>::new())
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let good = ca.pem();
-        let two = format!("{good}{good}");
-        assert_eq!(ca_certificates(Some(&two)).unwrap().len(), 2);
-        assert_eq!(ca_certificates(Some(&good)).unwrap()[0], ca.der().to_vec());
-
-        let garbage = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n";
-        let err = ca_certificates(Some(&format!("{good}{garbage}"))).unwrap_err();
-        assert!(err.starts_with("caBundle certificate 2: "), "{err}");
-        assert_eq!(
-            ca_certificates(Some("no PEM here")).unwrap_err(),
-            "caBundle holds no PEM certificate"
-        );
-        let with_key = format!("{good}{}", key.serialize_pem());
-        assert!(
-            ca_certificates(Some(&with_key))
-                .unwrap_err()
-                .contains("private key")
-        );
-    }
 }

@@ -249,12 +249,16 @@ fn open_source(
             Some((cr, k)) => Some(secrets.read(&cr.secret_name, k)?),
             None => None,
         };
+        // As for the database connectors, a private CA comes as `ca.crt` in the credentials
+        // Secret.
+        let ca_pem = creds.and_then(|cr| secrets.read(&cr.secret_name, "ca.crt").ok());
         let read = fhir_rest::FhirRead {
             source_name: name.into(),
             base_url: fhir.base_url.clone(),
             resource_types: fhir.resource_types.clone(),
             page_size: fhir.page_size,
             token,
+            ca_pem,
         };
         return Ok(Box::new(fhir_rest::open(runtime, read)));
     }
@@ -296,9 +300,12 @@ fn tier_object_store(
     // replace settings such as allow-http made on the builder.
     let mut client =
         object_store::ClientOptions::new().with_allow_http(endpoint.starts_with("http://"));
-    for der in crate::api::storage_tier::ca_certificates(ca_bundle.as_deref())
-        .map_err(|e| store_err(format!("the tier's {e}")))?
-    {
+    let ders = match ca_bundle {
+        Some(pem) => crate::api::ca_bundle::ca_certificates(pem, "caBundle")
+            .map_err(|e| store_err(format!("the tier's {e}")))?,
+        None => Vec::new(),
+    };
+    for der in ders {
         let cert = object_store::Certificate::from_der(&der)
             .map_err(|e| store_err(format!("the tier's caBundle: {e}")))?;
         client = client.with_root_certificate(cert);

@@ -1,6 +1,7 @@
 //! The `fhir` connector: a FHIR R4 search per resource type, following the Bundle's `next`
-//! links page by page (rustls, ring provider). Pages are streamed; a `next` link to another
-//! server is refused so a bearer token never leaves the configured origin.
+//! links page by page (rustls, ring provider; the system's roots plus `ca.crt` of the
+//! credentials Secret). Pages are streamed; a `next` link to another server is refused so a
+//! bearer token never leaves the configured origin.
 
 use std::collections::HashSet;
 
@@ -8,6 +9,8 @@ use serde_json::Value;
 
 use super::channel::{ChannelSource, Producer, RECORDS_IN_FLIGHT};
 use super::{SourceError, SourceItem, bounded_raw};
+use crate::api::ca_bundle::ca_certificates;
+use crate::error_text::with_causes;
 use crate::worker::secrets::SecretValue;
 
 /// The most pages read per resource type: a server that pages forever cannot hang a run.
@@ -26,6 +29,8 @@ pub struct FhirRead {
     pub page_size: u32,
     /// A bearer token, if the server wants one.
     pub token: Option<SecretValue>,
+    /// `ca.crt` of the credentials Secret: a private CA to trust besides the system's roots.
+    pub ca_pem: Option<SecretValue>,
 }
 
 /// Starts the read on `runtime`.
@@ -52,10 +57,19 @@ async fn produce(read: FhirRead, producer: Producer) -> Result<(), SourceError> 
     };
     let base = reqwest::Url::parse(read.base_url.trim_end_matches('/'))
         .map_err(|e| fail(format!("base URL {}: {e}", read.base_url)))?;
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(60))
+    let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60));
+    if let Some(pem) = &read.ca_pem {
+        let pem = pem.expose_text().map_err(|e| fail(e.to_string()))?;
+        let ders = ca_certificates(pem, "ca.crt of the credentials Secret").map_err(fail)?;
+        for der in ders {
+            let cert = reqwest::Certificate::from_der(&der)
+                .map_err(|e| fail(format!("ca.crt of the credentials Secret: {e}")))?;
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    let client = builder
         .build()
-        .map_err(|e| fail(format!("HTTP client: {e}")))?;
+        .map_err(|e| fail(format!("HTTP client: {}", with_causes(&e))))?;
     let token = match &read.token {
         Some(t) => Some(
             t.expose_text()
@@ -96,7 +110,7 @@ async fn produce(read: FhirRead, producer: Producer) -> Result<(), SourceError> 
             let resp = req
                 .send()
                 .await
-                .map_err(|e| fail(format!("GET {url}: {e}")))?;
+                .map_err(|e| fail(format!("GET {url}: {}", with_causes(&e))))?;
             let status = resp.status();
             let body = resp
                 .bytes()

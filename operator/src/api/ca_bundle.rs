@@ -1,0 +1,63 @@
+//! PEM bundles of private certificate authorities, trusted for one connection besides the
+//! system's roots: a tier's `caBundle`, a connector's `ca.crt`.
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+/// The certificates of the PEM bundle `what` (named in errors, e.g. `caBundle`) in DER, each
+/// checked to be one rustls can trust as a root. A bundle holding a private key is refused, so
+/// it is never used or copied further.
+pub fn ca_certificates(pem: &str, what: &str) -> Result<Vec<Vec<u8>>, String> {
+    if pem.contains("PRIVATE KEY") {
+        return Err(format!(
+            "{what} holds a private key: it must hold certificates only"
+        ));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let mut certs = Vec::new();
+    for (i, cert) in CertificateDer::pem_slice_iter(pem.as_bytes()).enumerate() {
+        let bad = |e: String| format!("{what} certificate {}: {e}", i + 1);
+        let cert = cert.map_err(|e| bad(e.to_string()))?;
+        roots.add(cert.clone()).map_err(|e| bad(e.to_string()))?;
+        certs.push(cert.to_vec());
+    }
+    if certs.is_empty() {
+        return Err(format!("{what} holds no PEM certificate"));
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bundle_is_checked_certificate_by_certificate() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let good = ca.pem();
+        let two = format!("{good}{good}");
+        assert_eq!(ca_certificates(&two, "caBundle").unwrap().len(), 2);
+        assert_eq!(
+            ca_certificates(&good, "caBundle").unwrap()[0],
+            ca.der().to_vec()
+        );
+
+        let garbage = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n";
+        let err = ca_certificates(&format!("{good}{garbage}"), "ca.crt").unwrap_err();
+        assert!(err.starts_with("ca.crt certificate 2: "), "{err}");
+        assert_eq!(
+            ca_certificates("no PEM here", "caBundle").unwrap_err(),
+            "caBundle holds no PEM certificate"
+        );
+        let with_key = format!("{good}{}", key.serialize_pem());
+        assert!(
+            ca_certificates(&with_key, "caBundle")
+                .unwrap_err()
+                .contains("private key")
+        );
+    }
+}
