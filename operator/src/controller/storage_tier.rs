@@ -113,7 +113,10 @@ pub async fn verify_object_store(
     let mut builder = reqwest::Client::builder().timeout(timeout);
     let certs = backend.ca_certificates().and_then(|ders| {
         ders.iter()
-            .map(|der| reqwest::Certificate::from_der(der).map_err(|e| with_causes(&e)))
+            .map(|der| {
+                reqwest::Certificate::from_der(der)
+                    .map_err(|e| format!("caBundle: {}", with_causes(&e)))
+            })
             .collect::<Result<Vec<_>, String>>()
     });
     match certs {
