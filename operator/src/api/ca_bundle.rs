@@ -1,13 +1,13 @@
 //! PEM bundles of private certificate authorities, trusted for one connection besides the
-//! system's roots: a tier's `caBundle`, a connector's `ca.crt`.
+//! public roots: a tier's `caBundle`, a connector's `ca.crt`.
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-/// The certificates of the PEM bundle `what` (named in errors, e.g. `caBundle`) in DER, each
-/// checked to be one rustls can trust as a root. A bundle holding a private key is refused, so
-/// it is never used or copied further.
-pub fn ca_certificates(pem: &str, what: &str) -> Result<Vec<Vec<u8>>, String> {
+/// The certificates of the PEM bundle `what` (named in errors, e.g. `caBundle`), each checked
+/// to be one rustls can trust as a root. A bundle holding a private key is refused, so it is
+/// never used or copied further.
+pub fn ca_certificates(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     if pem.contains("PRIVATE KEY") {
         return Err(format!(
             "{what} holds a private key: it must hold certificates only"
@@ -19,12 +19,25 @@ pub fn ca_certificates(pem: &str, what: &str) -> Result<Vec<Vec<u8>>, String> {
         let bad = |e: String| format!("{what} certificate {}: {e}", i + 1);
         let cert = cert.map_err(|e| bad(e.to_string()))?;
         roots.add(cert.clone()).map_err(|e| bad(e.to_string()))?;
-        certs.push(cert.to_vec());
+        certs.push(cert);
     }
     if certs.is_empty() {
         return Err(format!("{what} holds no PEM certificate"));
     }
     Ok(certs)
+}
+
+/// `builder`, trusting the certificates of the bundle `what` as well as its own roots.
+pub fn trusting(
+    mut builder: reqwest::ClientBuilder,
+    pem: &str,
+    what: &str,
+) -> Result<reqwest::ClientBuilder, String> {
+    for cert in ca_certificates(pem, what)? {
+        let cert = reqwest::Certificate::from_der(&cert).map_err(|e| format!("{what}: {e}"))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    Ok(builder)
 }
 
 #[cfg(test)]
@@ -42,8 +55,8 @@ mod tests {
         let two = format!("{good}{good}");
         assert_eq!(ca_certificates(&two, "caBundle").unwrap().len(), 2);
         assert_eq!(
-            ca_certificates(&good, "caBundle").unwrap()[0],
-            ca.der().to_vec()
+            ca_certificates(&good, "caBundle").unwrap()[0].as_ref(),
+            ca.der().as_ref()
         );
 
         let garbage = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n";

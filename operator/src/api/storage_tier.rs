@@ -170,8 +170,10 @@ pub struct ObjectStoreBackend {
 }
 
 impl ObjectStoreBackend {
-    /// The certificates of `caBundle` in DER (none when unset): see [`ca_certificates`].
-    pub fn ca_certificates(&self) -> Result<Vec<Vec<u8>>, String> {
+    /// The certificates of `caBundle` (none when unset): see [`ca_certificates`].
+    pub fn ca_certificates(
+        &self,
+    ) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
         match &self.ca_bundle {
             Some(pem) => ca_certificates(pem, "caBundle"),
             None => Ok(Vec::new()),

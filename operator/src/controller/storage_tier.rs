@@ -19,6 +19,7 @@ use super::context::Context;
 use super::error::{Error, Result};
 use super::invalid::report_invalid;
 use super::status::{Outcome, conditions_for};
+use crate::api::ca_bundle::trusting;
 use crate::api::conditions::BACKEND_VERIFIED;
 use crate::api::storage_tier::{
     Encryption, ObjectStoreBackend, StorageTier, StorageTierStatus, TierBackend,
@@ -111,27 +112,17 @@ pub async fn verify_object_store(
         };
     }
     let mut builder = reqwest::Client::builder().timeout(timeout);
-    let certs = backend.ca_certificates().and_then(|ders| {
-        ders.iter()
-            .map(|der| {
-                reqwest::Certificate::from_der(der)
-                    .map_err(|e| format!("caBundle: {}", with_causes(&e)))
-            })
-            .collect::<Result<Vec<_>, String>>()
-    });
-    match certs {
-        Ok(certs) => {
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
+    if let Some(pem) = &backend.ca_bundle {
+        builder = match trusting(builder, pem, "caBundle") {
+            Ok(b) => b,
+            Err(e) => {
+                return Verification {
+                    verified: false,
+                    reason: "InvalidCABundle",
+                    message: format!("spec.backend.objectStore.{e}"),
+                };
             }
-        }
-        Err(e) => {
-            return Verification {
-                verified: false,
-                reason: "InvalidCABundle",
-                message: format!("spec.backend.objectStore.{e}"),
-            };
-        }
+        };
     }
     let client = match builder.build() {
         Ok(c) => c,

@@ -193,20 +193,26 @@ fn resolve_s3(
     .unwrap()
 }
 
-/// The test's own client of a bucket, to see what a reader of it sees.
+/// The test's own client of a bucket, to see what a reader of it sees; it trusts `ca_pem` as
+/// well as the system's roots.
 fn s3_store(
     endpoint: &str,
     bucket: &str,
     key_id: &str,
     secret: &str,
+    ca_pem: Option<&[u8]>,
 ) -> impl object_store::ObjectStore {
+    let mut client = object_store::ClientOptions::new().with_allow_http(true);
+    if let Some(pem) = ca_pem {
+        client = client.with_root_certificate(object_store::Certificate::from_pem(pem).unwrap());
+    }
     object_store::aws::AmazonS3Builder::new()
         .with_endpoint(endpoint)
         .with_bucket_name(bucket)
         .with_region("us-east-1")
         .with_access_key_id(key_id)
         .with_secret_access_key(secret)
-        .with_allow_http(true)
+        .with_client_options(client)
         .build()
         .unwrap()
 }
@@ -249,7 +255,13 @@ fn worker_writes_to_and_reads_from_a_real_s3_endpoint() {
     assert_eq!(m.counts.records_out, rows);
 
     // What a reader of the bucket sees: the pointer written last names that version.
-    let store = s3_store(&endpoint, &bucket, "dev-only-key-id", "dev-only-secret-key");
+    let store = s3_store(
+        &endpoint,
+        &bucket,
+        "dev-only-key-id",
+        "dev-only-secret-key",
+        None,
+    );
     let current: serde_json::Value = rt.block_on(async {
         use object_store::ObjectStoreExt;
         let b = store
@@ -317,7 +329,7 @@ fn worker_signs_s3_requests_with_the_secrets_keys_and_a_wrong_key_fails_before_a
         secret(d, "lake-keys", "secret", secret_key);
         resolve_s3(d, &endpoint, bucket, pipeline, back_path)
     };
-    let store = s3_store(&endpoint, bucket, &key_id, &key_secret);
+    let store = s3_store(&endpoint, bucket, &key_id, &key_secret, None);
     let objects = || -> Vec<String> {
         rt.block_on(async {
             use futures::TryStreamExt;
@@ -445,18 +457,13 @@ fn worker_writes_to_an_https_s3_endpoint_only_when_it_trusts_the_certificate() {
     .unwrap();
     // What a reader of the bucket sees: the committed run manifest, if any.
     let current = |bucket: &str| {
-        let store = object_store::aws::AmazonS3Builder::new()
-            .with_endpoint(&endpoint)
-            .with_bucket_name(bucket)
-            .with_region("us-east-1")
-            .with_access_key_id("dev-only-key-id")
-            .with_secret_access_key("dev-only-secret-key")
-            .with_client_options(
-                object_store::ClientOptions::new()
-                    .with_root_certificate(object_store::Certificate::from_pem(&pem).unwrap()),
-            )
-            .build()
-            .unwrap();
+        let store = s3_store(
+            &endpoint,
+            bucket,
+            "dev-only-key-id",
+            "dev-only-secret-key",
+            Some(&pem),
+        );
         rt.block_on(async {
             use object_store::ObjectStoreExt;
             match store.get(&"lab/_CURRENT".into()).await {

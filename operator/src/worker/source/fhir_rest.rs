@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::channel::{ChannelSource, Producer, RECORDS_IN_FLIGHT};
 use super::{SourceError, SourceItem, bounded_raw};
-use crate::api::ca_bundle::ca_certificates;
+use crate::api::ca_bundle::trusting;
 use crate::error_text::with_causes;
 use crate::worker::secrets::SecretValue;
 
@@ -60,12 +60,7 @@ async fn produce(read: FhirRead, producer: Producer) -> Result<(), SourceError> 
     let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60));
     if let Some(pem) = &read.ca_pem {
         let pem = pem.expose_text().map_err(|e| fail(e.to_string()))?;
-        let ders = ca_certificates(pem, "ca.crt of the credentials Secret").map_err(fail)?;
-        for der in ders {
-            let cert = reqwest::Certificate::from_der(&der)
-                .map_err(|e| fail(format!("ca.crt of the credentials Secret: {e}")))?;
-            builder = builder.add_root_certificate(cert);
-        }
+        builder = trusting(builder, pem, "ca.crt of the credentials Secret").map_err(fail)?;
     }
     let client = builder
         .build()

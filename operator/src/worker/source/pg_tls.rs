@@ -15,6 +15,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 use tokio_rustls::TlsConnector;
 
+use crate::api::ca_bundle::ca_certificates;
+
 /// Builds the client configuration for `require` (no verification) or `verify-full`.
 pub fn client_config(verify: bool, extra_ca_pem: Option<&[u8]>) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -32,13 +34,10 @@ pub fn client_config(verify: bool, extra_ca_pem: Option<&[u8]>) -> Result<Client
         let _ = roots.add(cert);
     }
     if let Some(pem) = extra_ca_pem {
-        use rustls::pki_types::pem::PemObject;
-        for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert =
-                cert.map_err(|e| format!("CA certificate in the credentials Secret: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("CA certificate in the credentials Secret: {e}"))?;
+        let what = "ca.crt of the credentials Secret";
+        let text = std::str::from_utf8(pem).map_err(|_| format!("{what} is not PEM text"))?;
+        for cert in ca_certificates(text, what)? {
+            roots.add(cert).map_err(|e| format!("{what}: {e}"))?;
         }
     }
     if roots.is_empty() {
