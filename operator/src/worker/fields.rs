@@ -311,7 +311,7 @@ impl Record {
 }
 
 /// A JSON string literal of `s`.
-fn write_json_str(s: &str, out: &mut Vec<u8>) {
+pub(crate) fn write_json_str(s: &str, out: &mut Vec<u8>) {
     // No early exit, so the check runs over whole vectors of bytes.
     let plain = s.bytes().fold(true, |plain, b| {
         plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
@@ -328,7 +328,7 @@ fn write_json_str(s: &str, out: &mut Vec<u8>) {
 
 /// A JSON value through `serde_json`, which cannot fail on a `Value` or a `str` written to a
 /// `Vec` (every map key is a string and every number finite).
-fn write_json_value<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
+pub(crate) fn write_json_value<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(out, v);
 }
 

@@ -10,6 +10,7 @@ pub mod dates;
 pub mod enforce;
 pub mod engine;
 pub mod fields;
+pub mod flat;
 pub mod hl7;
 pub mod hl7_split;
 pub mod identifiers;

@@ -17,6 +17,7 @@ use super::rows::{
 use super::{SourceError, SourceItem, bounded_raw};
 use crate::api::data_source::Charset;
 use crate::worker::charset;
+use crate::worker::flat::Cell;
 use crate::worker::record::Record;
 
 /// Reads one CSV file as batches of rows.
@@ -90,39 +91,77 @@ fn raw_fields<'a>(fields: impl Iterator<Item = &'a [u8]>, cs: Charset) -> String
     bounded_raw(fields.join(","))
 }
 
-impl RowDecoder for CsvRowDecoder {
-    fn decode(&self, row: RawRow<'_>) -> Decoded {
-        if row.field_ends.len() != self.headers.len() {
-            return Decoded::Malformed {
-                reason: format!(
-                    "row has {} fields, the header has {} (broken quoting or delimiter?)",
-                    row.field_ends.len(),
-                    self.headers.len()
-                ),
-                raw: self.raw_text(&row),
-            };
-        }
-        // UTF-8, the common case, is checked once over the whole row instead of once per
-        // field. A field must then also start and end on character boundaries: bytes split by
-        // a delimiter are not valid text even when their concatenation is.
-        let whole_row = match self.charset {
+impl CsvRowDecoder {
+    /// The row's text when it is UTF-8 as a whole, checked once instead of field by field.
+    fn whole_row<'r>(&self, row: &RawRow<'r>) -> Option<&'r str> {
+        match self.charset {
             Charset::Utf8 => std::str::from_utf8(row.bytes).ok(),
             _ => None,
-        };
+        }
+    }
+
+    /// The text of field `column`; `None` when it is not valid in the charset. Fields of a
+    /// UTF-8 row must also start and end on character boundaries: bytes split by a delimiter
+    /// are not valid text even when their concatenation is.
+    fn field_text<'r>(
+        &self,
+        row: &RawRow<'r>,
+        whole_row: Option<&'r str>,
+        column: usize,
+    ) -> Option<Cow<'r, str>> {
+        match whole_row {
+            Some(text) => Some(Cow::Borrowed(charset::strip_bom(
+                text.get(row.field_range(column)?)?,
+            ))),
+            None => charset::decode(row.field(column)?, self.charset),
+        }
+    }
+
+    fn wrong_width(&self, row: &RawRow<'_>) -> Option<Decoded> {
+        (row.field_ends.len() != self.headers.len()).then(|| Decoded::Malformed {
+            reason: format!(
+                "row has {} fields, the header has {} (broken quoting or delimiter?)",
+                row.field_ends.len(),
+                self.headers.len()
+            ),
+            raw: self.raw_text(row),
+        })
+    }
+}
+
+impl RowDecoder for CsvRowDecoder {
+    fn decode(&self, row: RawRow<'_>) -> Decoded {
+        if let Some(malformed) = self.wrong_width(&row) {
+            return malformed;
+        }
+        let whole_row = self.whole_row(&row);
         let record = self.template.with_values(|i| {
-            let column = *self.columns.get(i)?;
-            let text = match whole_row {
-                Some(text) => {
-                    Cow::Borrowed(charset::strip_bom(text.get(row.field_range(column)?)?))
-                }
-                None => charset::decode(row.field(column)?, self.charset)?,
-            };
+            let text = self.field_text(&row, whole_row, *self.columns.get(i)?)?;
             Some(Value::String(text.into_owned()))
         });
         match record {
             Some(record) => Decoded::Record(record),
             None => self.undecodable(&row),
         }
+    }
+
+    fn columns(&self) -> Option<&[String]> {
+        Some(&self.headers)
+    }
+
+    fn cells<'r>(&self, row: RawRow<'r>, cells: &mut Vec<Cell<'r>>) -> bool {
+        if row.field_ends.len() != self.headers.len() {
+            return false;
+        }
+        let whole_row = self.whole_row(&row);
+        for column in 0..self.headers.len() {
+            match self.field_text(&row, whole_row, column) {
+                Some(Cow::Borrowed(text)) => cells.push(Cell::Text(text)),
+                Some(Cow::Owned(text)) => cells.push(Cell::Value(Value::String(text))),
+                None => return false,
+            }
+        }
+        true
     }
 }
 

@@ -12,6 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::{SourceError, SourceItem, bounded_raw};
+use crate::worker::flat::Cell;
 use crate::worker::record::Record;
 
 /// Rows per batch, as many as the worker threads take per hand-off.
@@ -28,9 +29,9 @@ pub struct RawRow<'a> {
     pub field_ends: &'a [u32],
 }
 
-impl RawRow<'_> {
+impl<'a> RawRow<'a> {
     /// CSV field `i` of the row, if it has one.
-    pub fn field(&self, i: usize) -> Option<&[u8]> {
+    pub fn field(&self, i: usize) -> Option<&'a [u8]> {
         self.bytes.get(self.field_range(i)?)
     }
 
@@ -73,6 +74,19 @@ pub enum Decoded {
 pub trait RowDecoder: Send + Sync {
     /// Decodes one row.
     fn decode(&self, row: RawRow<'_>) -> Decoded;
+
+    /// The column names, when every row is a flat list of fields under them (CSV): such rows
+    /// can run through a [`FlatPlan`](crate::worker::flat::FlatPlan) without a record.
+    fn columns(&self) -> Option<&[String]> {
+        None
+    }
+
+    /// Appends the row's fields to `cells` in column order; `false` when the row does not
+    /// decode, for [`RowDecoder::decode`] to say why.
+    fn cells<'r>(&self, row: RawRow<'r>, cells: &mut Vec<Cell<'r>>) -> bool {
+        let _ = (row, cells);
+        false
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -168,27 +182,34 @@ impl RowBatch {
         s
     }
 
+    /// The decoder of the batch's rows.
+    pub fn decoder(&self) -> &dyn RowDecoder {
+        &*self.decoder
+    }
+
+    /// Row `i` as read, if the batch has it.
+    pub fn raw_row(&self, i: usize) -> Option<RawRow<'_>> {
+        let end = self.rows.get(i)?;
+        let (start, fields_start) = match i.checked_sub(1).and_then(|p| self.rows.get(p)) {
+            Some(prev) => (prev.bytes, prev.fields),
+            None => (0, 0),
+        };
+        Some(RawRow {
+            bytes: self.bytes.get(start..end.bytes)?,
+            field_ends: self.field_ends.get(fields_start..end.fields)?,
+        })
+    }
+
     /// Decodes row `i` (an index past the end decodes as an empty, malformed row); the raw
     /// text of a malformed row is bounded.
     pub fn decode(&self, i: usize) -> Decoded {
-        let Some(end) = self.rows.get(i) else {
+        let Some(row) = self.raw_row(i) else {
             return Decoded::Malformed {
                 reason: format!("no row {i} in the batch"),
                 raw: String::new(),
             };
         };
-        let (start, fields_start) = match i.checked_sub(1).and_then(|p| self.rows.get(p)) {
-            Some(prev) => (prev.bytes, prev.fields),
-            None => (0, 0),
-        };
-        let decoded = self.decoder.decode(RawRow {
-            bytes: self.bytes.get(start..end.bytes).unwrap_or_default(),
-            field_ends: self
-                .field_ends
-                .get(fields_start..end.fields)
-                .unwrap_or_default(),
-        });
-        match decoded {
+        match self.decoder.decode(row) {
             Decoded::Malformed { reason, raw } => Decoded::Malformed {
                 reason,
                 raw: bounded_raw(raw),

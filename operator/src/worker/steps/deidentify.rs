@@ -23,6 +23,7 @@ use crate::api::deidentify::{
 };
 use crate::worker::crypto::{Cipher, KeyedHash, key_bytes};
 use crate::worker::dates::{DateValue, age_on};
+use crate::worker::flat::{self, Cell, FlatSchema, FlatStep};
 use crate::worker::record::{self, Object, Record};
 
 /// A rule's method with its keys and parameters resolved.
@@ -286,12 +287,17 @@ fn rule_label(rule: &DeidentifyRule, i: usize) -> String {
 /// composite, or the first element of a list.
 fn patient_key(v: &Value) -> Option<Cow<'_, str>> {
     match v {
-        Value::String(s) if !s.trim().is_empty() => Some(Cow::Borrowed(s.trim())),
+        Value::String(s) => patient_key_text(s).map(Cow::Borrowed),
         Value::Number(n) => Some(Cow::Owned(n.to_string())),
         Value::Object(m) => m.get("1").and_then(patient_key),
         Value::Array(items) => items.first().and_then(patient_key),
         _ => None,
     }
+}
+
+/// The patient id in a string: its text without surrounding blanks, if any is left.
+fn patient_key_text(s: &str) -> Option<&str> {
+    Some(s.trim()).filter(|t| !t.is_empty())
 }
 
 /// Applies `f` to every scalar under `v`; nulls are left alone.
@@ -557,23 +563,8 @@ impl RecordStep for Deidentify {
     fn apply(&self, rec: &mut Record) -> Outcome {
         // dateShift reads patient ids before any rule can hash or remove them; the offsets
         // are in the rules' order, which is their ordinals.
-        let days: Vec<Option<i64>> = self
-            .actions
-            .iter()
-            .filter_map(|(_, a)| match a {
-                Action::DateShift {
-                    h,
-                    max_days,
-                    patient_field,
-                    ..
-                } => Some(
-                    record::get(rec, patient_field)
-                        .and_then(patient_key)
-                        .map(|p| h.offset(p.as_bytes(), *max_days)),
-                ),
-                _ => None,
-            })
-            .collect();
+        let days =
+            self.date_shifts(|patient_field| record::get(rec, patient_field).and_then(patient_key));
         let mut walk = Walk {
             step: self,
             days: &days,
@@ -584,6 +575,112 @@ impl RecordStep for Deidentify {
             None => Outcome::Keep,
             Some((rule, reason)) => Outcome::Quarantine { rule, reason },
         }
+    }
+
+    fn flat<'a>(&'a self, schema: &mut FlatSchema) -> Option<Box<dyn FlatStep + 'a>> {
+        let mut patient_columns = HashMap::new();
+        for (_, action) in &self.actions {
+            if let Action::DateShift { patient_field, .. } = action {
+                if !flat::is_plain(patient_field) {
+                    return None;
+                }
+                patient_columns.insert(patient_field.as_str(), schema.column(patient_field));
+            }
+        }
+        // A top-level field's path is its name; a string under a name that is only a prefix of
+        // decided paths is unmatched, as in the walk.
+        let columns = (0..schema.len())
+            .map(|i| match self.decided.get(schema.name(i)) {
+                Some(&rule) => match self.actions.get(rule).map(|(_, a)| a) {
+                    Some(Action::Keep) => FlatAction::Keep,
+                    Some(Action::Redact) => FlatAction::Redact,
+                    _ => FlatAction::Rule(rule, schema.name(i).to_string()),
+                },
+                None if self.unmatched == Unmatched::Keep => FlatAction::Keep,
+                None => FlatAction::Redact,
+            })
+            .collect();
+        Some(Box::new(FlatDeidentify {
+            step: self,
+            columns,
+            patient_columns,
+        }))
+    }
+}
+
+impl Deidentify {
+    /// The day offset of each dateShift rule, in the rules' order (their ordinals), from the
+    /// patient ids `patient(field)` gives.
+    fn date_shifts<'r>(
+        &self,
+        mut patient: impl FnMut(&str) -> Option<Cow<'r, str>>,
+    ) -> Vec<Option<i64>> {
+        self.actions
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Action::DateShift {
+                    h,
+                    max_days,
+                    patient_field,
+                    ..
+                } => Some(patient(patient_field).map(|p| h.offset(p.as_bytes(), *max_days))),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// What happens to one column of a flat row.
+enum FlatAction {
+    Keep,
+    Redact,
+    /// The rule (an index into the actions) and the column's name, which is its path.
+    Rule(usize, String),
+}
+
+/// The step bound to a schema: each column's action, and the column of each patient id field.
+struct FlatDeidentify<'a> {
+    step: &'a Deidentify,
+    columns: Vec<FlatAction>,
+    patient_columns: HashMap<&'a str, Option<usize>>,
+}
+
+impl FlatStep for FlatDeidentify<'_> {
+    fn apply(&self, cells: &mut [Cell<'_>]) -> bool {
+        let days = {
+            let cells = &*cells;
+            self.step.date_shifts(|field| {
+                let cell = cells.get(self.patient_columns.get(field).copied()??)?;
+                match cell {
+                    Cell::Text(t) => patient_key_text(t).map(Cow::Borrowed),
+                    Cell::Value(v) => patient_key(v),
+                    Cell::Absent => None,
+                }
+            })
+        };
+        let mut walk = Walk {
+            step: self.step,
+            days: &days,
+            error: None,
+        };
+        for (cell, action) in cells.iter_mut().zip(&self.columns) {
+            match action {
+                FlatAction::Keep => {}
+                FlatAction::Redact => *cell = Cell::Absent,
+                FlatAction::Rule(rule, path) => {
+                    let Some(mut v) = cell.take_value() else {
+                        continue;
+                    };
+                    if walk.apply(*rule, path, &mut v) {
+                        *cell = Cell::Value(v);
+                    }
+                    if walk.error.is_some() {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
     }
 }
 

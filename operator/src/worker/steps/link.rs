@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::{Outcome, RecordStep, StepError};
 use crate::api::steps::LinkStep;
 use crate::worker::crypto::{KeyedHash, key_bytes, push_hex};
+use crate::worker::flat::{self, Cell, FlatSchema, FlatStep};
 use crate::worker::record::{self, Record};
 use crate::worker::secrets::SecretStore;
 
@@ -52,9 +53,10 @@ impl Link {
 /// Appends an identity value to `out`, normalised so trivial differences (case, spaces) do not
 /// split a person; `false` when there is nothing left of it.
 fn push_normalised(v: &Value, out: &mut String) -> bool {
-    let Some(t) = record::text(v) else {
-        return false;
-    };
+    record::text(v).is_some_and(|t| push_normalised_text(&t, out))
+}
+
+fn push_normalised_text(t: &str, out: &mut String) -> bool {
     let start = out.len();
     if t.is_ascii() {
         // The common case (身份证号, MRNs): one pass, straight into the hash's input.
@@ -77,26 +79,89 @@ impl RecordStep for Link {
     }
 
     fn apply(&self, rec: &mut Record) -> Outcome {
+        let pseudonym = self.pseudonym(|i, material| {
+            record::get(rec, &self.fields[i]).is_some_and(|v| push_normalised(v, material))
+        });
+        match pseudonym {
+            Ok(p) => {
+                record::set(rec, &self.output, Value::String(p));
+                Outcome::Keep
+            }
+            Err(f) => Outcome::Quarantine {
+                rule: format!("link {f}"),
+                reason: format!("identity field {f} is missing, so no person id can be derived"),
+            },
+        }
+    }
+
+    fn flat<'a>(&'a self, schema: &mut FlatSchema) -> Option<Box<dyn FlatStep + 'a>> {
+        let fields = self
+            .fields
+            .iter()
+            .map(|f| {
+                if flat::is_plain(f) {
+                    schema.column(f)
+                } else {
+                    None
+                }
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let output = schema.column_to_write(&self.output)?;
+        Some(Box::new(FlatLink {
+            step: self,
+            fields,
+            output,
+        }))
+    }
+}
+
+impl Link {
+    /// The pseudonym from the identity fields, which `push_field(i, material)` appends
+    /// normalised; `Err` names the first field that is missing.
+    fn pseudonym(
+        &self,
+        mut push_field: impl FnMut(usize, &mut String) -> bool,
+    ) -> Result<String, &str> {
         // The hash input's buffer becomes the pseudonym's: one allocation per record.
         let mut material = String::with_capacity(64);
         for (i, f) in self.fields.iter().enumerate() {
             if i > 0 {
                 material.push('\u{1f}');
             }
-            if !record::get(rec, f).is_some_and(|v| push_normalised(v, &mut material)) {
-                return Outcome::Quarantine {
-                    rule: format!("link {f}"),
-                    reason: format!(
-                        "identity field {f} is missing, so no person id can be derived"
-                    ),
-                };
+            if !push_field(i, &mut material) {
+                return Err(f);
             }
         }
         let tag = self.hash.tag(material.as_bytes());
         material.clear();
         push_hex(&tag, &mut material);
-        record::set(rec, &self.output, Value::String(material));
-        Outcome::Keep
+        Ok(material)
+    }
+}
+
+/// The link step bound to its identity and output columns.
+struct FlatLink<'a> {
+    step: &'a Link,
+    fields: Vec<usize>,
+    output: usize,
+}
+
+impl FlatStep for FlatLink<'_> {
+    fn apply(&self, cells: &mut [Cell<'_>]) -> bool {
+        let pseudonym = self.step.pseudonym(|i, material| {
+            match self.fields.get(i).and_then(|c| cells.get(*c)) {
+                Some(Cell::Text(t)) => push_normalised_text(t, material),
+                Some(Cell::Value(v)) => push_normalised(v, material),
+                _ => false,
+            }
+        });
+        match (pseudonym, cells.get_mut(self.output)) {
+            (Ok(p), Some(cell)) => {
+                *cell = Cell::Value(Value::String(p));
+                true
+            }
+            _ => false,
+        }
     }
 }
 

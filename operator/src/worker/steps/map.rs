@@ -117,6 +117,17 @@ pub fn cast(v: Value, to: ValueType) -> Result<Value, String> {
     }
 }
 
+/// Whether text casts to `to`, as [`cast`] of a string would, without building the value
+/// (validation only asks).
+pub fn casts_to(text: &str, to: ValueType) -> bool {
+    match to {
+        ValueType::String => true,
+        ValueType::Integer => text.trim().parse::<i64>().is_ok(),
+        ValueType::Number => text.trim().parse::<f64>().is_ok_and(f64::is_finite),
+        _ => cast(Value::String(text.to_string()), to).is_ok(),
+    }
+}
+
 fn describe(v: &Value) -> &'static str {
     match v {
         Value::String(_) => "a text value",
@@ -197,6 +208,32 @@ mod tests {
 
     fn step(yaml: &str) -> MapRecords {
         MapRecords::compile("m".into(), &serde_yaml::from_str(yaml).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn casts_to_agrees_with_cast_for_text() {
+        use ValueType::*;
+        for text in [
+            "5.6",
+            " 7 ",
+            "-3",
+            "1e3",
+            "inf",
+            "NaN",
+            "high",
+            "",
+            "9223372036854775808",
+            "2026-11-03",
+            "true",
+        ] {
+            for t in [String, Integer, Number, Boolean, Date, DateTime] {
+                assert_eq!(
+                    casts_to(text, t),
+                    cast(Value::String(text.into()), t).is_ok(),
+                    "{text:?} as {t:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod validate;
 
 use std::collections::BTreeMap;
 
+use super::flat::{FlatSchema, FlatStep};
 use super::record::Record;
 use super::secrets::{SecretError, SecretStore};
 use crate::api::classification::{Category, IdentifierClass};
@@ -85,6 +86,13 @@ pub trait RecordStep: Send + Sync {
     /// Whether a failing record fails the run instead of being quarantined or dropped.
     fn fails_run(&self) -> bool {
         false
+    }
+    /// The step's form for flat rows of `schema`'s columns (adding the columns it writes), when
+    /// it has one: it must keep exactly the rows [`RecordStep::apply`] keeps, with the same
+    /// values, and decline the rest (see [`crate::worker::flat`]).
+    fn flat<'a>(&'a self, schema: &mut FlatSchema) -> Option<Box<dyn FlatStep + 'a>> {
+        let _ = schema;
+        None
     }
 }
 

@@ -5,9 +5,10 @@
 use regex::Regex;
 use serde_json::Value;
 
-use super::map::{cast, type_name};
+use super::map::{cast, casts_to, type_name};
 use super::{Outcome, RecordStep, StepError};
 use crate::api::steps::{BuiltinCheck, OnFail, ValidateStep, ValidationRule};
+use crate::worker::flat::{self, Cell, FlatSchema, FlatStep};
 use crate::worker::identifiers::{is_mobile_phone, is_valid_resident_id};
 use crate::worker::record::{self, Record};
 
@@ -54,6 +55,10 @@ impl Validate {
 
 /// Checks one value against a rule; `Err` is the reason.
 fn check(rule: &Rule, v: &Value) -> Result<(), String> {
+    // Text, nearly every value checked, is checked where it lies, with nothing copied.
+    if let Value::String(s) = v {
+        return check_text(rule, s);
+    }
     let r = &rule.spec;
     let field = &r.field;
     if let Some(t) = r.r#type
@@ -62,32 +67,54 @@ fn check(rule: &Rule, v: &Value) -> Result<(), String> {
         return Err(format!("{field} is not of type {}", type_name(t)));
     }
     if r.min.is_some() || r.max.is_some() {
-        let n = match v {
-            Value::Number(n) => n.as_f64(),
-            Value::String(s) => s.trim().parse::<f64>().ok(),
-            _ => None,
-        };
-        let Some(n) = n else {
-            return Err(format!("{field} is not a number, so min/max cannot hold"));
-        };
-        if let Some(min) = r.min
-            && n < min
-        {
-            return Err(format!("{field} is below the minimum {min}"));
-        }
-        if let Some(max) = r.max
-            && n > max
-        {
-            return Err(format!("{field} is above the maximum {max}"));
-        }
+        in_range(rule, v.as_f64())?;
     }
-    let text = record::text(v).unwrap_or_default();
+    check_as_text(rule, &record::text(v).unwrap_or_default())
+}
+
+/// [`check`] of a string value.
+fn check_text(rule: &Rule, text: &str) -> Result<(), String> {
+    let r = &rule.spec;
+    if let Some(t) = r.r#type
+        && !casts_to(text, t)
+    {
+        return Err(format!("{} is not of type {}", r.field, type_name(t)));
+    }
+    if r.min.is_some() || r.max.is_some() {
+        in_range(rule, text.trim().parse::<f64>().ok())?;
+    }
+    check_as_text(rule, text)
+}
+
+fn in_range(rule: &Rule, n: Option<f64>) -> Result<(), String> {
+    let r = &rule.spec;
+    let field = &r.field;
+    let Some(n) = n else {
+        return Err(format!("{field} is not a number, so min/max cannot hold"));
+    };
+    if let Some(min) = r.min
+        && n < min
+    {
+        return Err(format!("{field} is below the minimum {min}"));
+    }
+    if let Some(max) = r.max
+        && n > max
+    {
+        return Err(format!("{field} is above the maximum {max}"));
+    }
+    Ok(())
+}
+
+/// The rules that read a value as text: pattern, allowed values and the built-in checks.
+fn check_as_text(rule: &Rule, text: &str) -> Result<(), String> {
+    let r = &rule.spec;
+    let field = &r.field;
     if let Some(p) = &rule.pattern
-        && !p.is_match(&text)
+        && !p.is_match(text)
     {
         return Err(format!("{field} does not match the pattern"));
     }
-    if !r.allowed_values.is_empty() && !r.allowed_values.iter().any(|a| *a == text) {
+    if !r.allowed_values.is_empty() && !r.allowed_values.iter().any(|a| a == text) {
         return Err(format!("{field} is not one of the allowed values"));
     }
     match r.check {
@@ -139,6 +166,49 @@ impl RecordStep for Validate {
             }
         }
         Outcome::Keep
+    }
+
+    fn flat<'a>(&'a self, schema: &mut FlatSchema) -> Option<Box<dyn FlatStep + 'a>> {
+        let columns = self
+            .rules
+            .iter()
+            .map(|r| flat::is_plain(&r.spec.field).then(|| schema.column(&r.spec.field)))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Box::new(FlatValidate {
+            step: self,
+            columns,
+        }))
+    }
+}
+
+/// The rules bound to the columns they check (`None`: not in the rows, so always missing).
+struct FlatValidate<'a> {
+    step: &'a Validate,
+    columns: Vec<Option<usize>>,
+}
+
+impl FlatStep for FlatValidate<'_> {
+    fn apply(&self, cells: &mut [Cell<'_>]) -> bool {
+        self.step
+            .rules
+            .iter()
+            .zip(&self.columns)
+            .all(|(rule, column)| {
+                let cell = column.and_then(|c| cells.get(c));
+                let missing = match cell {
+                    None | Some(Cell::Absent) => true,
+                    Some(Cell::Text(t)) => t.trim().is_empty(),
+                    Some(Cell::Value(v)) => record::is_missing(Some(v)),
+                };
+                if missing {
+                    return !rule.spec.required;
+                }
+                match cell {
+                    Some(Cell::Text(t)) => check_text(rule, t).is_ok(),
+                    Some(Cell::Value(v)) => check(rule, v).is_ok(),
+                    _ => false,
+                }
+            })
     }
 }
 
