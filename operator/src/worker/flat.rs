@@ -34,17 +34,6 @@ pub enum Cell<'r> {
     Absent,
 }
 
-impl<'r> Cell<'r> {
-    /// Takes the cell's value out (text copied into a string), leaving it absent.
-    pub fn take_value(&mut self) -> Option<Value> {
-        match std::mem::replace(self, Cell::Absent) {
-            Cell::Text(t) => Some(Value::String(t.to_string())),
-            Cell::Value(v) => Some(v),
-            Cell::Absent => None,
-        }
-    }
-}
-
 /// The columns of the rows a flat plan runs on: the header's, then those steps add.
 #[derive(Debug, Default)]
 pub struct FlatSchema {
@@ -52,9 +41,13 @@ pub struct FlatSchema {
 }
 
 impl FlatSchema {
-    /// The column of a top-level field `name`; `None` for a name with a path in it, which a
-    /// flat row cannot hold.
+    /// The column of a top-level field `name`; `None` when there is none, and for a name with
+    /// a path in it: the record path reads `a.b` as field `b` of `a`, even when a CSV header
+    /// is literally `a.b`.
     pub fn column(&self, name: &str) -> Option<usize> {
+        if !is_plain(name) {
+            return None;
+        }
         self.names.iter().position(|n| n == name)
     }
 

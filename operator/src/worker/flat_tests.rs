@@ -99,6 +99,8 @@ const DEIDENTIFY_UNMATCHED_KEEP: &str = r#"
     rules:
       - {field: id_card, method: cryptoHash, cryptoHash: {referenceIdOnly: true}}
       - {field: note, method: redact}
+      - {field: result_value, method: perturb, perturb: {maxAbs: 0.5}}
+      - {field: age, method: perturb, perturb: {maxAbs: 3}}
       - {field: collected_at, method: dateShift, dateShift: {maxDays: 10, patientIdField: person}}
 "#;
 

@@ -263,5 +263,34 @@ fn worker_mysql_over_tls_encrypts_and_verify_full_checks_the_ca_and_the_name() {
             );
         }
     }
+    // A ca.crt that is not a certificate, or holds a private key, is refused by name before
+    // any connection, as the PostgreSQL and FHIR connectors refuse it.
+    for (bad, says) in [
+        (
+            "not a certificate\n".to_string(),
+            "holds no PEM certificate",
+        ),
+        (
+            format!("{ca}-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
+            "holds a private key",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        server.pipeline(
+            d,
+            &format!("host: localhost, port: {port}, database: {db}, query: {query:?}, sslMode: verify-full"),
+            "[]",
+        );
+        secret(d, "my", "ca.crt", &bad);
+        let report = run(&rt, &doc(d));
+        let message = report.summary.message.clone().unwrap_or_default();
+        assert!(report.error.is_some(), "{says}: connected");
+        assert!(
+            message.contains("ca.crt of the credentials Secret") && message.contains(says),
+            "{says}: {message}"
+        );
+        assert!(!message.contains("AAAA"), "{message}");
+    }
     server.drop_database(&rt, conn, &db);
 }

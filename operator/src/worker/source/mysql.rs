@@ -16,6 +16,7 @@ use serde_json::{Number, Value};
 use super::channel::{BATCHES_IN_FLIGHT, ChannelSource, JsonLineBatches, Producer};
 use super::postgres::SqlRead;
 use super::{SourceError, SourceItem, bounded_raw};
+use crate::api::ca_bundle::ca_certificates;
 use crate::api::data_source::SslMode;
 
 /// Quotes a possibly database-qualified identifier (`his.patient` → `` `his`.`patient` ``).
@@ -50,9 +51,10 @@ fn config_error(read: &SqlRead, message: String) -> SourceError {
 
 /// TLS as the connector's `sslMode` asks: none, encrypted without checking the server, or
 /// checked against the Secret's `ca.crt` and Mozilla's root list (webpki-roots), and the host
-/// name.
-fn ssl_opts(read: &SqlRead) -> Option<SslOpts> {
-    match read.connector.ssl_mode {
+/// name. A `ca.crt` that is not PEM certificates (or holds a private key) is refused with its
+/// name, as the PostgreSQL and FHIR connectors refuse it.
+fn ssl_opts(read: &SqlRead) -> Result<Option<SslOpts>, SourceError> {
+    Ok(match read.connector.ssl_mode {
         SslMode::Disable => None,
         SslMode::Require => Some(
             SslOpts::default()
@@ -60,14 +62,22 @@ fn ssl_opts(read: &SqlRead) -> Option<SslOpts> {
                 .with_danger_skip_domain_validation(true),
         ),
         SslMode::VerifyFull => {
-            let roots = read
-                .ca_pem
-                .as_ref()
-                .map(|ca| vec![ca.expose().to_vec().into()])
-                .unwrap_or_default();
+            let what = "ca.crt of the credentials Secret";
+            let roots = match &read.ca_pem {
+                None => Vec::new(),
+                Some(ca) => {
+                    let text = std::str::from_utf8(ca.expose())
+                        .map_err(|_| config_error(read, format!("{what} is not PEM text")))?;
+                    ca_certificates(text, what)
+                        .map_err(|e| config_error(read, e))?
+                        .into_iter()
+                        .map(|cert| cert.as_ref().to_vec().into())
+                        .collect()
+                }
+            };
             Some(SslOpts::default().with_root_certs(roots))
         }
-    }
+    })
 }
 
 async fn connect(read: &SqlRead) -> Result<mysql_async::Conn, SourceError> {
@@ -84,7 +94,7 @@ async fn connect(read: &SqlRead) -> Result<mysql_async::Conn, SourceError> {
         .pass(Some(password.to_string()))
         // A worker pod has no server socket; the connection is always the TCP one above.
         .prefer_socket(false)
-        .ssl_opts(ssl_opts(read));
+        .ssl_opts(ssl_opts(read)?);
     let connecting = mysql_async::Conn::new(opts);
     match tokio::time::timeout(std::time::Duration::from_secs(15), connecting).await {
         Ok(conn) => conn.map_err(|e| remote(read, "cannot connect", e)),

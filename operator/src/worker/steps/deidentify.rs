@@ -332,6 +332,48 @@ fn age_band(age: i64, width: u32) -> String {
     format!("{lower}-{upper}")
 }
 
+/// `perturb`: the number moved by up to `max_abs`, keyed (the same input moves the same way)
+/// or at random. Integers stay integers, strings stay strings.
+fn perturb(
+    max_abs: f64,
+    h: Option<&KeyedHash>,
+    path: &str,
+    text: &str,
+    kind: ScalarKind,
+) -> Result<Value, String> {
+    let n: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{path} is not a number"))?;
+    let unit = match h {
+        Some(h) => h.unit(format!("{path}\u{1f}{text}").as_bytes()),
+        None => {
+            use ring::rand::SecureRandom;
+            let mut b = [0u8; 8];
+            ring::rand::SystemRandom::new()
+                .fill(&mut b)
+                .map_err(|_| "random generator failed".to_string())?;
+            (u64::from_be_bytes(b) >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        }
+    };
+    let is_text = matches!(kind, ScalarKind::Text);
+    let integral = matches!(kind, ScalarKind::Integer) || (is_text && !text.contains('.'));
+    let out = n + unit * max_abs;
+    let out = if integral {
+        out.round()
+    } else {
+        (out * 1e6).round() / 1e6
+    };
+    Ok(match (is_text, integral) {
+        (true, true) => Value::String(format!("{}", out as i64)),
+        (true, false) => Value::String(format!("{out}")),
+        (false, true) => Value::from(out as i64),
+        (false, false) => Number::from_f64(out)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+    })
+}
+
 struct Walk<'a> {
     step: &'a Deidentify,
     /// The day offset of each dateShift rule (by its ordinal), worked out before any rule
@@ -340,17 +382,121 @@ struct Walk<'a> {
     error: Option<(String, String)>,
 }
 
+/// What kind of scalar a rewritten value was: `perturb` keeps numbers numbers and strings
+/// strings.
+#[derive(Clone, Copy)]
+enum ScalarKind {
+    Text,
+    /// A number stored as an integer.
+    Integer,
+    /// Any other number, a boolean.
+    Other,
+}
+
+impl ScalarKind {
+    fn of(v: &Value) -> ScalarKind {
+        match v {
+            Value::String(_) => ScalarKind::Text,
+            Value::Number(n) if !n.is_f64() => ScalarKind::Integer,
+            _ => ScalarKind::Other,
+        }
+    }
+}
+
 impl Walk<'_> {
     fn apply(&mut self, rule: usize, path: &str, v: &mut Value) -> bool {
-        let (label, action) = &self.step.actions[rule];
+        let step = self.step;
+        let (label, action) = &step.actions[rule];
         let result = match action {
             Action::Keep => Ok(()),
             Action::Redact => return false,
-            Action::Mask { first, last, ch } => each_scalar(v, &mut |s| {
+            Action::Substitute(value) => {
+                *v = value.clone();
+                Ok(())
+            }
+            Action::DateShift { .. } if self.missing_patient(label, action, path) => return true,
+            _ => each_scalar(v, &mut |s| {
+                // `1987-06-05` and `19870605` keep their first four characters: cut the string
+                // in place rather than writing the year anew.
+                if let (Action::Year, Value::String(st)) = (action, &mut *s)
+                    && starts_with_its_year(st)
+                {
+                    st.truncate(4);
+                    return Ok(());
+                }
+                let kind = ScalarKind::of(s);
                 let text = record::text(s).unwrap_or_default();
+                *s = self.rewrite(action, label, path, &text, kind)?;
+                Ok(())
+            }),
+        };
+        if let Err(reason) = result
+            && self.error.is_none()
+        {
+            self.error = Some((label.clone(), reason));
+        }
+        true
+    }
+
+    /// Applies `rule` to a string where it lies, in a flat row: the value it becomes, or
+    /// `None` when the rule removes it. An error is kept in the walk, as in [`Walk::apply`].
+    fn apply_text(&mut self, rule: usize, path: &str, text: &str) -> Option<Value> {
+        let step = self.step;
+        let (label, action) = &step.actions[rule];
+        let result = match action {
+            Action::Keep => Ok(Value::String(text.to_string())),
+            Action::Redact => return None,
+            Action::Substitute(value) => Ok(value.clone()),
+            Action::DateShift { .. } if self.missing_patient(label, action, path) => return None,
+            _ => self.rewrite(action, label, path, text, ScalarKind::Text),
+        };
+        match result {
+            Ok(v) => Some(v),
+            Err(reason) => {
+                self.error.get_or_insert_with(|| (label.clone(), reason));
+                Some(Value::Null)
+            }
+        }
+    }
+
+    /// Whether a dateShift rule has no patient id to shift by, which is then the walk's error
+    /// (over any earlier one: the record cannot be shifted at all).
+    fn missing_patient(&mut self, label: &str, action: &Action, path: &str) -> bool {
+        let Action::DateShift {
+            patient_field,
+            ordinal,
+            ..
+        } = action
+        else {
+            return false;
+        };
+        if matches!(self.days.get(*ordinal), Some(Some(_))) {
+            return false;
+        }
+        self.error = Some((
+            label.to_string(),
+            format!(
+                "{path}: dateShift needs the patient id field {patient_field}, which is missing"
+            ),
+        ));
+        true
+    }
+
+    /// The new value of one scalar, from its text, under a method that rewrites values
+    /// (`Err` is why it cannot). `kind` is what the scalar was.
+    fn rewrite(
+        &self,
+        action: &Action,
+        label: &str,
+        path: &str,
+        text: &str,
+        kind: ScalarKind,
+    ) -> Result<Value, String> {
+        let rewritten = match action {
+            Action::Mask { first, last, ch } => {
                 let chars: Vec<char> = text.chars().collect();
                 let n = chars.len();
-                let masked: String = if first + last >= n {
+                if first + last >= n {
                     std::iter::repeat_n(*ch, n).collect()
                 } else {
                     chars[..*first]
@@ -359,19 +505,12 @@ impl Walk<'_> {
                         .chain(std::iter::repeat_n(*ch, n - first - last))
                         .chain(chars[n - last..].iter().copied())
                         .collect()
-                };
-                *s = Value::String(masked);
-                Ok(())
-            }),
-            Action::Substitute(value) => {
-                *v = value.clone();
-                Ok(())
+                }
             }
             Action::Hash {
                 h,
                 reference_id_only,
-            } => each_scalar(v, &mut |s| {
-                let text = record::text(s).unwrap_or_default();
+            } => {
                 let mut hashed = String::with_capacity(text.len().min(64) + 64);
                 // Only a reference-id-only rule looks for the `/`.
                 let reference = reference_id_only.then(|| text.split_once('/')).flatten();
@@ -385,121 +524,52 @@ impl Walk<'_> {
                     }
                     _ => h.push_hex_tag(text.as_bytes(), &mut hashed),
                 }
-                *s = Value::String(hashed);
-                Ok(())
-            }),
-            Action::Encrypt(c) => each_scalar(v, &mut |s| {
-                let text = record::text(s).unwrap_or_default().into_owned();
-                *s = Value::String(c.encrypt(text.as_bytes()).map_err(|e| e.to_string())?);
-                Ok(())
-            }),
+                hashed
+            }
+            Action::Encrypt(c) => c.encrypt(text.as_bytes()).map_err(|e| e.to_string())?,
             Action::DateShift {
                 patient_field,
                 ordinal,
                 ..
             } => {
                 let Some(&Some(days)) = self.days.get(*ordinal) else {
-                    self.error = Some((
-                        label.clone(),
-                        format!(
-                            "{path}: dateShift needs the patient id field {patient_field}, which is missing"
-                        ),
+                    return Err(format!(
+                        "{path}: dateShift needs the patient id field {patient_field}, which is missing"
                     ));
-                    return true;
                 };
-                each_scalar(v, &mut |s| {
-                    let text = record::text(s).unwrap_or_default();
-                    let shifted = DateValue::parse(&text)
-                        .and_then(|d| d.shifted(days))
-                        .ok_or_else(|| format!("{path} is not a date"))?;
-                    *s = Value::String(shifted.render());
-                    Ok(())
-                })
+                DateValue::parse(text)
+                    .and_then(|d| d.shifted(days))
+                    .ok_or_else(|| format!("{path} is not a date"))?
+                    .render()
             }
-            Action::Year => each_scalar(v, &mut |s| {
-                // `1987-06-05` and `19870605` keep their first four characters: cut the string
-                // in place rather than writing the year anew.
-                if let Value::String(st) = s
-                    && starts_with_its_year(st)
-                {
-                    st.truncate(4);
-                    return Ok(());
+            Action::Year => match DateValue::parse(text) {
+                Some(d) => d.date.year().to_string(),
+                None if text.len() == 4 && text.bytes().all(|b| b.is_ascii_digit()) => {
+                    text.to_string()
                 }
-                let text = record::text(s).unwrap_or_default();
-                let year = match DateValue::parse(&text) {
-                    Some(d) => d.date.year().to_string(),
-                    None if text.len() == 4 && text.bytes().all(|b| b.is_ascii_digit()) => {
-                        text.into_owned()
-                    }
-                    None => return Err(format!("{path} is not a date")),
-                };
-                *s = Value::String(year);
-                Ok(())
-            }),
+                None => return Err(format!("{path} is not a date")),
+            },
             Action::AgeBand { width } => {
-                let as_of = self.step.as_of;
-                each_scalar(v, &mut |s| {
-                    let text = record::text(s).unwrap_or_default();
-                    let age = match text.trim().parse::<f64>() {
-                        Ok(a) if (0.0..200.0).contains(&a) => a.floor() as i64,
-                        _ => match DateValue::parse(&text) {
-                            Some(d) => age_on(d.date, as_of),
-                            None => {
-                                return Err(format!("{path} is neither an age nor a birth date"));
-                            }
-                        },
-                    };
-                    *s = Value::String(age_band(age, *width));
-                    Ok(())
-                })
+                let age = match text.trim().parse::<f64>() {
+                    Ok(a) if (0.0..200.0).contains(&a) => a.floor() as i64,
+                    _ => match DateValue::parse(text) {
+                        Some(d) => age_on(d.date, self.step.as_of),
+                        None => {
+                            return Err(format!("{path} is neither an age nor a birth date"));
+                        }
+                    },
+                };
+                age_band(age, *width)
             }
-            Action::RegionPrefix { len } => each_scalar(v, &mut |s| {
-                let text = record::text(s).unwrap_or_default();
-                *s = Value::String(text.chars().take(*len).collect());
-                Ok(())
-            }),
-            Action::Perturb { max_abs, h } => each_scalar(v, &mut |s| {
-                let text = record::text(s).unwrap_or_default().into_owned();
-                let n: f64 = text
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("{path} is not a number"))?;
-                let unit = match h {
-                    Some(h) => h.unit(format!("{path}\u{1f}{text}").as_bytes()),
-                    None => {
-                        use ring::rand::SecureRandom;
-                        let mut b = [0u8; 8];
-                        ring::rand::SystemRandom::new()
-                            .fill(&mut b)
-                            .map_err(|_| "random generator failed".to_string())?;
-                        (u64::from_be_bytes(b) >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-                    }
-                };
-                let integral = matches!(s, Value::Number(num) if !num.is_f64())
-                    || (!text.contains('.') && s.is_string());
-                let out = n + unit * max_abs;
-                let out = if integral {
-                    out.round()
-                } else {
-                    (out * 1e6).round() / 1e6
-                };
-                *s = match (&*s, integral) {
-                    (Value::String(_), true) => Value::String(format!("{}", out as i64)),
-                    (Value::String(_), false) => Value::String(format!("{out}")),
-                    (_, true) => Value::from(out as i64),
-                    (_, false) => Number::from_f64(out)
-                        .map(Value::Number)
-                        .unwrap_or(Value::Null),
-                };
-                Ok(())
-            }),
+            Action::RegionPrefix { len } => text.chars().take(*len).collect(),
+            Action::Perturb { max_abs, h } => {
+                return perturb(*max_abs, h.as_ref(), path, text, kind);
+            }
+            Action::Keep | Action::Redact | Action::Substitute(_) => {
+                return Err(format!("{label}: {path} has no value to rewrite"));
+            }
         };
-        if let Err(reason) = result
-            && self.error.is_none()
-        {
-            self.error = Some((label.clone(), reason));
-        }
-        true
+        Ok(Value::String(rewritten))
     }
 
     /// Walks an object (the record or one nested in it), removing what must go.
@@ -668,12 +738,15 @@ impl FlatStep for FlatDeidentify<'_> {
                 FlatAction::Keep => {}
                 FlatAction::Redact => *cell = Cell::Absent,
                 FlatAction::Rule(rule, path) => {
-                    let Some(mut v) = cell.take_value() else {
-                        continue;
+                    let rewritten = match cell {
+                        Cell::Absent => continue,
+                        Cell::Text(t) => walk.apply_text(*rule, path, t),
+                        Cell::Value(v) => {
+                            let mut v = std::mem::take(v);
+                            walk.apply(*rule, path, &mut v).then_some(v)
+                        }
                     };
-                    if walk.apply(*rule, path, &mut v) {
-                        *cell = Cell::Value(v);
-                    }
+                    *cell = rewritten.map_or(Cell::Absent, Cell::Value);
                     if walk.error.is_some() {
                         return false;
                     }
