@@ -339,6 +339,8 @@ pub async fn run_scenario(base: &Baseline, scenario: Scenario) {
         })
     });
 
+    // From before the first replica starts, so a takeover at any time is seen.
+    let takeovers = watch_takeovers(&sim);
     let mut replicas: Vec<Replica> = match scenario {
         Scenario::Faults | Scenario::Kills => vec![Replica::single(&sim, "soak-0")],
         Scenario::Replicas => vec![
@@ -387,30 +389,39 @@ pub async fn run_scenario(base: &Baseline, scenario: Scenario) {
     let mut converged = converge(&sim, Some(&base.snapshot)).await;
     let took = start.elapsed();
     // Still converged a few seconds later, faults still on: nothing oscillates. A takeover
-    // inside the window makes the new leader reconcile every parent once, which is its job, not
-    // oscillation: then the window starts again once the new leader has converged and had as
-    // long as a fault-free start took for that pass. The state is already converged, so
-    // `converge` alone returns while the pass is still running (one test run measured the pass
-    // itself: 111 requests/s of idempotent patches).
+    // makes the new leader reconcile every parent once, which is its job, not oscillation. The
+    // state is already converged, so `converge` returns while that pass is still running (two
+    // test runs measured the pass itself: 111 and 159 requests/s of idempotent patches, the
+    // second after a takeover just before the window). So a window starts only once the
+    // current leader has held the Lease as long as a fault-free start took, and is measured
+    // again when the Lease changed hands inside it.
     let settle = Duration::from_secs(5);
     let mut windows = 0;
     let (log, quiet_rate, quiet_busiest) = loop {
         windows += 1;
-        let transitions = lease_transitions(&sim);
+        let since = takeovers.since_last();
+        if let Some(wait) = since.and_then(|s| base.took.checked_sub(s)) {
+            tokio::time::sleep(wait).await;
+            converged = converge(&sim, Some(&base.snapshot)).await;
+        }
+        let window_start = Instant::now();
         let log_at_convergence = sim.request_log().len();
         tokio::time::sleep(settle).await;
         let log = sim.request_log();
         let quiet_rate = rate_since(&log, log_at_convergence, settle.as_secs_f64());
         let quiet_busiest = busiest_since(&log, log_at_convergence, 8).join(", ");
-        if lease_transitions(&sim) == transitions || windows == 3 {
+        let moved = takeovers
+            .since_last()
+            .is_some_and(|s| s < window_start.elapsed());
+        if !moved || windows == 3 {
             break (log, quiet_rate, quiet_busiest);
         }
         eprintln!(
             "{scenario:?}: the Lease changed hands inside the quiet window ({quiet_rate:.1} requests/s); measuring again once converged"
         );
         converged = converge(&sim, Some(&base.snapshot)).await;
-        tokio::time::sleep(base.took).await;
     };
+    takeovers.task.abort();
     let after = snapshot(&sim);
     let drift = differences(&converged, &after, 10);
     assert!(
@@ -507,6 +518,39 @@ fn lease(sim: &kubesim::Sim) -> Option<Value> {
 
 fn lease_holder(sim: &kubesim::Sim) -> Option<String> {
     lease(sim).and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+}
+
+/// When the Lease last changed hands, polled in the background.
+struct Takeovers {
+    last: Arc<Mutex<Option<Instant>>>,
+    task: JoinHandle<()>,
+}
+
+impl Takeovers {
+    /// How long ago the Lease last changed hands; `None` if it has not since the watch began.
+    fn since_last(&self) -> Option<Duration> {
+        self.last.lock().ok().and_then(|l| l.map(|t| t.elapsed()))
+    }
+}
+
+/// Starts polling `leaseTransitions` every 100 ms.
+fn watch_takeovers(sim: &Arc<kubesim::Sim>) -> Takeovers {
+    let last = Arc::new(Mutex::new(None));
+    let (sim, seen) = (sim.clone(), last.clone());
+    let task = tokio::spawn(async move {
+        let mut transitions = lease_transitions(&sim);
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = lease_transitions(&sim);
+            if now != transitions {
+                transitions = now;
+                if let Ok(mut l) = seen.lock() {
+                    *l = Some(Instant::now());
+                }
+            }
+        }
+    });
+    Takeovers { last, task }
 }
 
 fn lease_transitions(sim: &kubesim::Sim) -> i64 {
