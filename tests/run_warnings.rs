@@ -130,14 +130,21 @@ async fn a_failed_run_and_a_run_that_left_old_versions_warn_on_the_pipeline() {
                 .collect::<Vec<_>>()
         }
     };
-    let failed = eventually(T, "a RunFailed Event", || async {
-        let found = warnings("RunFailed").await;
-        (!found.is_empty()).then_some(found)
-    })
-    .await;
-    assert_eq!(failed[0]["type"], "Warning");
+    let first_warning = |reason: &'static str| {
+        let warnings = &warnings;
+        async move {
+            let found = eventually(T, &format!("a {reason} Event"), || async {
+                let found = warnings(reason).await;
+                (!found.is_empty()).then_some(found)
+            })
+            .await;
+            found[0].clone()
+        }
+    };
+    let failed = first_warning("RunFailed").await;
+    assert_eq!(failed["type"], "Warning");
     assert_eq!(
-        failed[0]["note"],
+        failed["note"],
         format!(
             "Job {first_job} failed: step person-link: key hmac-key of Secret linkage-key is too short"
         )
@@ -158,14 +165,10 @@ async fn a_failed_run_and_a_run_that_left_old_versions_warn_on_the_pipeline() {
     assert_ne!(second_job, first_job);
     assert_eq!(p["status"]["lastRun"]["recordsOut"], 37);
     assert_eq!(p["status"]["lastRun"]["recordsQuarantined"], 3);
-    let left = eventually(T, "a RunLeftOldVersions Event", || async {
-        let found = warnings("RunLeftOldVersions").await;
-        (!found.is_empty()).then_some(found)
-    })
-    .await;
-    assert_eq!(left[0]["type"], "Warning");
+    let left = first_warning("RunLeftOldVersions").await;
+    assert_eq!(left["type"], "Warning");
     assert_eq!(
-        left[0]["note"],
+        left["note"],
         format!(
             "Job {second_job} committed, but version v-old-1 of research-l2/discharges could not be removed: permission denied (1 more in the run summary)"
         )

@@ -203,11 +203,16 @@ pub fn text(v: &Value) -> Option<Cow<'_, str>> {
     }
 }
 
+/// Whether text counts as missing: empty or only whitespace.
+pub fn is_blank(s: &str) -> bool {
+    s.trim().is_empty()
+}
+
 /// Whether a value counts as missing: absent, null or an empty (or blank) string.
 pub fn is_missing(v: Option<&Value>) -> bool {
     match v {
         None | Some(Value::Null) => true,
-        Some(Value::String(s)) => s.trim().is_empty(),
+        Some(Value::String(s)) => is_blank(s),
         _ => false,
     }
 }

@@ -117,8 +117,13 @@ impl CsvRowDecoder {
         }
     }
 
+    /// Whether the row has as many fields as the header.
+    fn fits(&self, row: &RawRow<'_>) -> bool {
+        row.field_ends.len() == self.headers.len()
+    }
+
     fn wrong_width(&self, row: &RawRow<'_>) -> Option<Decoded> {
-        (row.field_ends.len() != self.headers.len()).then(|| Decoded::Malformed {
+        (!self.fits(row)).then(|| Decoded::Malformed {
             reason: format!(
                 "row has {} fields, the header has {} (broken quoting or delimiter?)",
                 row.field_ends.len(),
@@ -150,7 +155,7 @@ impl RowDecoder for CsvRowDecoder {
     }
 
     fn cells<'r>(&self, row: RawRow<'r>, cells: &mut Vec<Cell<'r>>) -> bool {
-        if row.field_ends.len() != self.headers.len() {
+        if !self.fits(&row) {
             return false;
         }
         let whole_row = self.whole_row(&row);

@@ -332,6 +332,11 @@ fn age_band(age: i64, width: u32) -> String {
     format!("{lower}-{upper}")
 }
 
+/// Why `path` cannot be date-shifted.
+fn no_patient_id(path: &str, patient_field: &str) -> String {
+    format!("{path}: dateShift needs the patient id field {patient_field}, which is missing")
+}
+
 /// `perturb`: the number moved by up to `max_abs`, keyed (the same input moves the same way)
 /// or at random. Integers stay integers, strings stay strings.
 fn perturb(
@@ -426,7 +431,7 @@ impl Walk<'_> {
                 }
                 let kind = ScalarKind::of(s);
                 let text = record::text(s).unwrap_or_default();
-                *s = self.rewrite(action, label, path, &text, kind)?;
+                *s = self.rewrite(action, path, &text, kind)?;
                 Ok(())
             }),
         };
@@ -448,7 +453,7 @@ impl Walk<'_> {
             Action::Redact => return None,
             Action::Substitute(value) => Ok(value.clone()),
             Action::DateShift { .. } if self.missing_patient(label, action, path) => return None,
-            _ => self.rewrite(action, label, path, text, ScalarKind::Text),
+            _ => self.rewrite(action, path, text, ScalarKind::Text),
         };
         match result {
             Ok(v) => Some(v),
@@ -473,12 +478,7 @@ impl Walk<'_> {
         if matches!(self.days.get(*ordinal), Some(Some(_))) {
             return false;
         }
-        self.error = Some((
-            label.to_string(),
-            format!(
-                "{path}: dateShift needs the patient id field {patient_field}, which is missing"
-            ),
-        ));
+        self.error = Some((label.to_string(), no_patient_id(path, patient_field)));
         true
     }
 
@@ -487,7 +487,6 @@ impl Walk<'_> {
     fn rewrite(
         &self,
         action: &Action,
-        label: &str,
         path: &str,
         text: &str,
         kind: ScalarKind,
@@ -533,9 +532,7 @@ impl Walk<'_> {
                 ..
             } => {
                 let Some(&Some(days)) = self.days.get(*ordinal) else {
-                    return Err(format!(
-                        "{path}: dateShift needs the patient id field {patient_field}, which is missing"
-                    ));
+                    return Err(no_patient_id(path, patient_field));
                 };
                 DateValue::parse(text)
                     .and_then(|d| d.shifted(days))
@@ -566,7 +563,7 @@ impl Walk<'_> {
                 return perturb(*max_abs, h.as_ref(), path, text, kind);
             }
             Action::Keep | Action::Redact | Action::Substitute(_) => {
-                return Err(format!("{label}: {path} has no value to rewrite"));
+                return Err(format!("{path}: this method does not rewrite a value"));
             }
         };
         Ok(Value::String(rewritten))
@@ -633,8 +630,8 @@ impl RecordStep for Deidentify {
     fn apply(&self, rec: &mut Record) -> Outcome {
         // dateShift reads patient ids before any rule can hash or remove them; the offsets
         // are in the rules' order, which is their ordinals.
-        let days =
-            self.date_shifts(|patient_field| record::get(rec, patient_field).and_then(patient_key));
+        let days = self
+            .date_shifts(|_, patient_field| record::get(rec, patient_field).and_then(patient_key));
         let mut walk = Walk {
             step: self,
             days: &days,
@@ -648,15 +645,11 @@ impl RecordStep for Deidentify {
     }
 
     fn flat<'a>(&'a self, schema: &mut FlatSchema) -> Option<Box<dyn FlatStep + 'a>> {
-        let mut patient_columns = HashMap::new();
-        for (_, action) in &self.actions {
-            if let Action::DateShift { patient_field, .. } = action {
-                if !flat::is_plain(patient_field) {
-                    return None;
-                }
-                patient_columns.insert(patient_field.as_str(), schema.column(patient_field));
-            }
-        }
+        // The column of each dateShift rule's patient id, by ordinal; a path declines.
+        let patient_columns = self
+            .date_shift_rules()
+            .map(|(_, _, field)| flat::is_plain(field).then(|| schema.column(field)))
+            .collect::<Option<Vec<_>>>()?;
         // A top-level field's path is its name; a string under a name that is only a prefix of
         // decided paths is unmatched, as in the walk.
         let columns = (0..schema.len())
@@ -680,23 +673,30 @@ impl RecordStep for Deidentify {
 
 impl Deidentify {
     /// The day offset of each dateShift rule, in the rules' order (their ordinals), from the
-    /// patient ids `patient(field)` gives.
+    /// patient ids `patient(ordinal, field)` gives.
     fn date_shifts<'r>(
         &self,
-        mut patient: impl FnMut(&str) -> Option<Cow<'r, str>>,
+        mut patient: impl FnMut(usize, &str) -> Option<Cow<'r, str>>,
     ) -> Vec<Option<i64>> {
-        self.actions
-            .iter()
-            .filter_map(|(_, a)| match a {
-                Action::DateShift {
-                    h,
-                    max_days,
-                    patient_field,
-                    ..
-                } => Some(patient(patient_field).map(|p| h.offset(p.as_bytes(), *max_days))),
-                _ => None,
+        self.date_shift_rules()
+            .enumerate()
+            .map(|(ordinal, (h, max_days, field))| {
+                patient(ordinal, field).map(|p| h.offset(p.as_bytes(), max_days))
             })
             .collect()
+    }
+
+    /// The key, the largest shift and the patient id field of each dateShift rule, in order.
+    fn date_shift_rules(&self) -> impl Iterator<Item = (&KeyedHash, u32, &str)> {
+        self.actions.iter().filter_map(|(_, a)| match a {
+            Action::DateShift {
+                h,
+                max_days,
+                patient_field,
+                ..
+            } => Some((h, *max_days, patient_field.as_str())),
+            _ => None,
+        })
     }
 }
 
@@ -712,15 +712,16 @@ enum FlatAction {
 struct FlatDeidentify<'a> {
     step: &'a Deidentify,
     columns: Vec<FlatAction>,
-    patient_columns: HashMap<&'a str, Option<usize>>,
+    /// By dateShift ordinal; `None`: not in the rows.
+    patient_columns: Vec<Option<usize>>,
 }
 
 impl FlatStep for FlatDeidentify<'_> {
     fn apply(&self, cells: &mut [Cell<'_>]) -> bool {
         let days = {
             let cells = &*cells;
-            self.step.date_shifts(|field| {
-                let cell = cells.get(self.patient_columns.get(field).copied()??)?;
+            self.step.date_shifts(|ordinal, _| {
+                let cell = cells.get((*self.patient_columns.get(ordinal)?)?)?;
                 match cell {
                     Cell::Text(t) => patient_key_text(t).map(Cow::Borrowed),
                     Cell::Value(v) => patient_key(v),

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::{Outcome, RecordStep, StepError};
 use crate::api::steps::LinkStep;
 use crate::worker::crypto::{KeyedHash, key_bytes, push_hex};
-use crate::worker::flat::{self, Cell, FlatSchema, FlatStep};
+use crate::worker::flat::{Cell, FlatSchema, FlatStep};
 use crate::worker::record::{self, Record};
 use crate::worker::secrets::SecretStore;
 
@@ -98,13 +98,7 @@ impl RecordStep for Link {
         let fields = self
             .fields
             .iter()
-            .map(|f| {
-                if flat::is_plain(f) {
-                    schema.column(f)
-                } else {
-                    None
-                }
-            })
+            .map(|f| schema.column(f))
             .collect::<Option<Vec<_>>>()?;
         let output = schema.column_to_write(&self.output)?;
         Some(Box::new(FlatLink {

@@ -197,7 +197,7 @@ impl FlatStep for FlatValidate<'_> {
                 let cell = column.and_then(|c| cells.get(c));
                 let missing = match cell {
                     None | Some(Cell::Absent) => true,
-                    Some(Cell::Text(t)) => t.trim().is_empty(),
+                    Some(Cell::Text(t)) => record::is_blank(t),
                     Some(Cell::Value(v)) => record::is_missing(Some(v)),
                 };
                 if missing {
